@@ -1,0 +1,157 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The terminal chat: ``python3 -m ros2_nano_llm.chat --api hf --model default``.
+
+Type a message and press enter. ``/reset`` clears the chat; an image path (vision models)
+joins the chat and the next line asks about it; ``/quit`` or Ctrl-D ends. ``--prompt`` runs
+scripted turns (text, image paths or ``/reset``) and exits.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line."""
+    p = argparse.ArgumentParser(prog='python3 -m ros2_nano_llm.chat',
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description=__doc__.split('\n')[0])
+    p.add_argument('--model', default='default',
+                   help="model directory, .gguf file, hub id, or 'default' (SmolLM2-135M)")
+    p.add_argument('--api', default='hf', help='backend: hf, llama_cpp, mlc, openai')
+    p.add_argument('--quantization', default=None, help='backend-specific quantization')
+    p.add_argument('--max-context-len', type=int, default=None, help='cap the context window')
+    p.add_argument('--chat-template', default=None,
+                   help='built-in template name or JSON file (default: from the model)')
+    p.add_argument('--system-prompt', default=None, help='override the system prompt')
+    p.add_argument('--prompt', action='append', default=None,
+                   help='scripted turn (repeatable): text, an image path or /reset; '
+                        'runs them and exits')
+    p.add_argument('--max-new-tokens', type=int, default=256, help='longest reply')
+    p.add_argument('--min-new-tokens', type=int, default=-1, help='shortest reply')
+    p.add_argument('--do-sample', action='store_true', help='sample instead of greedy')
+    p.add_argument('--temperature', type=float, default=0.7, help='sampling temperature')
+    p.add_argument('--top-p', type=float, default=0.95, help='nucleus sampling mass')
+    p.add_argument('--repetition-penalty', type=float, default=1.0, help='1.0 disables it')
+    p.add_argument('--wrap-tokens', type=int, default=None,
+                   help='tokens kept when the chat overflows the context')
+    p.add_argument('--print-stats', action='store_true', help='print speed after each reply')
+    p.add_argument('--no-color', action='store_true', help='plain output')
+    p.add_argument('--log-level', default='warning', help='python logging level')
+    return p.parse_args(argv)
+
+
+class Printer:
+    """Coloured terminal output (plain when not a terminal or --no-color)."""
+
+    def __init__(self, color: bool):
+        self.color = color and sys.stdout.isatty()
+        try:
+            from termcolor import colored
+            self._colored = colored
+        except ImportError:
+            self.color = False
+
+    def __call__(self, text: str, color: Optional[str] = None, end: str = '') -> None:
+        """Write ``text`` (in ``color``) and flush."""
+        if self.color and color:
+            text = self._colored(text, color)
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+
+
+def is_image_path(text: str) -> bool:
+    """Return True if ``text`` names an image file (or URL)."""
+    return text.lower().endswith(IMAGE_EXTENSIONS) and (
+        os.path.isfile(os.path.expanduser(text)) or text.startswith(('http://', 'https://')))
+
+
+def run_turn(model, history, entry: str, args: argparse.Namespace, out: Printer) -> None:
+    """Handle one line: a command, an image, or a prompt that gets a streamed reply."""
+    if entry in ('/reset', '/clear'):
+        history.reset()
+        out('chat reset', 'yellow', end='\n')
+        return
+    if is_image_path(entry):
+        history.append('user', image=os.path.expanduser(entry))
+        out(f'image added: {history[-1].describe()}', 'yellow', end='\n')
+        return
+    history.append('user', entry)
+    new, _ = history.embed_chat(wrap_tokens=args.wrap_tokens)
+    reply = model.generate(new, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
+                           max_new_tokens=args.max_new_tokens,
+                           min_new_tokens=args.min_new_tokens, do_sample=args.do_sample,
+                           temperature=args.temperature, top_p=args.top_p,
+                           repetition_penalty=args.repetition_penalty)
+    for piece in reply:
+        out(piece, 'blue')
+    out('', end='\n\n')
+    history.append('bot', reply)
+    if args.print_stats:
+        s = model.stats
+        out(f"[{s['input_tokens']} in / {s['output_tokens']} out, "
+            f"TTFT {s['time_to_first_token'] * 1000:.0f} ms, "
+            f"prefill {s['prefill_rate']:.0f} tok/s, decode {s['decode_rate']:.1f} tok/s, "
+            f'cache {len(history.kv_cache)} tokens]', 'cyan', end='\n')
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the terminal chat; return the exit code."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format='%(levelname)s %(name)s: %(message)s')
+    from ..llm import NanoLLM
+    from .history import ChatHistory
+    out = Printer(not args.no_color)
+    try:
+        model = NanoLLM.from_pretrained(args.model, api=args.api, quantization=args.quantization,
+                                        max_context_len=args.max_context_len)
+        history = ChatHistory(model, chat_template=args.chat_template,
+                              system_prompt=args.system_prompt)
+    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    scripted = args.prompt is not None
+    lines = iter(args.prompt) if scripted else None
+    while True:
+        if scripted:
+            entry = next(lines, None)
+            if entry is None:
+                return 0
+            out('>> ', 'green')
+            out(entry, end='\n')
+        else:
+            out('>> ', 'green')
+            try:
+                entry = input()
+            except (EOFError, KeyboardInterrupt):
+                out('', end='\n')
+                return 0
+        entry = entry.strip()
+        if entry in ('/quit', '/exit'):
+            return 0
+        if not entry:
+            continue
+        try:
+            run_turn(model, history, entry, args, out)
+        except (ValueError, RuntimeError) as error:
+            out(f'error: {error}', 'red', end='\n')
+
+
+if __name__ == '__main__':
+    sys.exit(main())

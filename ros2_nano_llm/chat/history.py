@@ -1,0 +1,343 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""ChatHistory: the messages of one chat, its template and the KV cache that holds it.
+
+Before each reply the chat is rendered to keys and compared with the keys the KV cache
+holds; the cache is cropped to their common prefix and only the rest is prefilled. That one
+rule keeps the cache exact after appending, removing, wrapping or resetting messages.
+"""
+
+import html
+import re
+import threading
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ..models.base import Inputs, KVCache
+from .message import ChatMessage, normalize_role
+from .render import Renderer
+from .stream import StreamingResponse
+from .templates import ChatTemplate, get_template
+
+REPLY_RESERVE = 256  # tokens kept free for the reply when max_tokens is not given
+
+
+class ChatHistory:
+    """Multimodal chat history, indexable like a list of ``ChatMessage``."""
+
+    def __init__(self, model: Any, chat_template: Union[str, dict, ChatTemplate, None] = None,
+                 system_prompt: Optional[str] = None, max_tokens: Optional[int] = None,
+                 wrap_tokens: Optional[int] = None, **kwargs):
+        self.model = model
+        cfg = model.config
+        self.template = get_template(chat_template, model_name=cfg.name,
+                                     model_type=cfg.model_type,
+                                     tokenizer_chat_template=cfg.tokenizer_chat_template)
+        self._system_prompt = system_prompt if system_prompt is not None \
+            else self.template.system_prompt
+        self.max_tokens = max_tokens or max(cfg.max_context_len - REPLY_RESERVE,
+                                            cfg.max_context_len // 2)
+        self.wrap_tokens = wrap_tokens or self.max_tokens // 2
+        self.tools = kwargs.pop('tools', None)
+        if kwargs:
+            raise TypeError(f'ChatHistory got unexpected arguments: {sorted(kwargs)}')
+        self.lock = threading.RLock()
+        self.messages: List[ChatMessage] = []
+        self.kv_cache: KVCache = model.new_cache()
+        self._renderer = Renderer(self.template, model.backend.tokenize)
+        self._keys: List[Any] = []
+        self.reset()
+
+    # ---- list behaviour ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[ChatMessage, List[ChatMessage]]:
+        return self.messages[index]
+
+    def __iter__(self):
+        return iter(list(self.messages))
+
+    def __delitem__(self, index: Union[int, slice]) -> None:
+        if isinstance(index, slice):
+            ids = range(len(self.messages))[index]
+            if ids.step not in (1, None) and len(ids) > 1:
+                raise ValueError('del history[a:b:step] supports step 1 only')
+            if len(ids):
+                self.remove(ids[0], ids[-1] + 1)
+        else:
+            self.remove(index)
+
+    # ---- adding ------------------------------------------------------------------------
+    def append(self, role: str = 'user', msg: Any = None, **kwargs) -> ChatMessage:
+        """Add an entry: text, an image (``image=``), a ``ChatMessage`` or a finished reply.
+
+        ``history.append('bot', reply)`` adopts the reply's generated tokens and KV cache.
+        """
+        with self.lock:
+            if isinstance(msg, StreamingResponse):
+                msg.wait()
+                message = ChatMessage(role, text=msg.text, tokens=msg.tokens, **kwargs)
+                if msg.kv_cache is not None:
+                    self.kv_cache = msg.kv_cache
+            elif isinstance(msg, ChatMessage):
+                message = msg
+            elif msg is None or isinstance(msg, str):
+                if msg is not None:
+                    kwargs['text'] = msg
+                message = ChatMessage(role, **kwargs)
+            else:
+                kwargs['image' if ChatMessage.content_type(msg) == 'image' else 'text'] = msg
+                message = ChatMessage(role, **kwargs)
+            self._check(message)
+            message.history = self
+            self.messages.append(message)
+            self.reindex()
+            return message
+
+    def _check(self, message: ChatMessage) -> None:
+        message.role = normalize_role(message.role)
+        if not self.template.has_role(message.role):
+            raise ValueError(f"the '{self.template.name}' template has no '{message.role}' role")
+        if message.type == 'image' and not self.model.has_vision:
+            raise ValueError(f'{self.model.name} is a text-only model and cannot take images')
+        if message.type == 'text' and message.role == 'user' and not message.content.strip():
+            raise ValueError('empty prompt: the message has no text')
+        if message.type == 'text' and message.tokens is None:
+            message.tokens = self.model.backend.tokenize(message.content)
+            if len(message.tokens) > self.max_tokens:
+                raise ValueError(f'message of {len(message.tokens)} tokens is longer than the '
+                                 f'chat allows ({self.max_tokens}); shorten it')
+
+    def add_system_prompt(self, system_prompt: Optional[str] = None,
+                          use_cache: bool = True) -> Optional[ChatMessage]:
+        """Add the system message (with tool docs when tools are enabled) at the start."""
+        if system_prompt is not None:
+            self._system_prompt = system_prompt
+        if not self.template.has_role('system') or not self._system_prompt:
+            return None
+        text = self._system_prompt
+        if self.tools:
+            from ..functions.registry import BotFunctions
+            text = text + '\n' + BotFunctions.generate_docs(functions=self.tools)
+        message = ChatMessage('system', text=text, use_cache=use_cache)
+        message.history = self
+        message.tokens = self.model.backend.tokenize(text)
+        if self.messages and self.messages[0].role == 'system':
+            self.messages[0] = message
+        else:
+            self.messages.insert(0, message)
+        self.reindex()
+        return message
+
+    @property
+    def system_prompt(self) -> Optional[str]:
+        """Return the system prompt (the hidden instruction at the start of the chat)."""
+        return self._system_prompt
+
+    @system_prompt.setter
+    def system_prompt(self, text: Optional[str]) -> None:
+        with self.lock:
+            self._system_prompt = text
+            self.reset()
+
+    # ---- removing ----------------------------------------------------------------------
+    def pop(self, count: int = 1) -> List[ChatMessage]:
+        """Remove the last ``count`` messages; return them."""
+        count = min(count, len(self.messages))
+        if count <= 0:
+            return []
+        removed = self.messages[-count:]
+        self.remove(len(self.messages) - count, len(self.messages))
+        return removed
+
+    def remove(self, start: int, stop: Optional[int] = None) -> None:
+        """Remove entries ``start`` (inclusive) to ``stop`` (exclusive); ``stop=None`` removes one.
+
+        ``remove(-2, 0)`` removes the last two. The KV cache is cut where the first removed
+        entry began; what follows is prefilled again on the next reply.
+        """
+        with self.lock:
+            n = len(self.messages)
+            if stop is None:
+                stop = start + 1 if start != -1 else n
+            if start < 0:
+                start += n
+                if stop <= 0:
+                    stop += n
+            if not (0 <= start < n) or not (start < stop <= n):
+                raise IndexError(f'cannot remove entries {start}:{stop} of {n}')
+            del self.messages[start:stop]
+            self.reindex()
+            self._sync_cache()
+
+    def reset(self, system_prompt: bool = True, use_cache: bool = True,
+              wrap_tokens: Optional[int] = None) -> None:
+        """Clear the chat, then add the system prompt; the cached system prompt is reused.
+
+        With ``wrap_tokens`` the newest entries (up to that many tokens, from a user turn)
+        are kept.
+        """
+        with self.lock:
+            if wrap_tokens:
+                keep = self.find_wrap_entry(wrap_tokens)
+                head = 1 if self.messages and self.messages[0].role == 'system' else 0
+                del self.messages[head:max(head, keep)]
+                self.reindex()
+                self._sync_cache()
+                return
+            system = self.messages[0] if self.messages and self.messages[0].role == 'system' \
+                else None
+            self.messages = []
+            if system_prompt:
+                self.add_system_prompt()
+                if system is not None and self.messages and \
+                        system.tokens == self.messages[0].tokens:
+                    self.messages[0] = system  # same prompt: keep the message and its cache
+            self.reindex()
+            if use_cache:
+                self._sync_cache()
+            else:
+                self.kv_cache.reset()
+
+    # ---- rendering and the cache -------------------------------------------------------
+    def reindex(self) -> None:
+        """Relink ``index``/``prev``/``next`` of every message after a change."""
+        for i, msg in enumerate(self.messages):
+            msg.index = i
+            msg.history = self
+            msg.prev = self.messages[i - 1] if i > 0 else None
+            msg.next = self.messages[i + 1] if i + 1 < len(self.messages) else None
+
+    def _sync_cache(self) -> None:
+        # cut the cache where the chat now differs from it; what follows is prefilled later
+        self.kv_cache.crop(self.kv_cache.common_prefix(self._render(False).keys))
+
+    def _render(self, add_generation_prompt: bool = True) -> Inputs:
+        inputs = self._renderer.render(self.messages, add_generation_prompt)
+        self._keys = inputs.keys
+        return inputs
+
+    def embed_chat(self, use_cache: bool = True, max_tokens: Optional[int] = None,
+                   wrap_tokens: Optional[int] = None, **kwargs) -> Tuple[Any, int]:
+        """Return ``(new_input, position)``: what the KV cache lacks, and where it starts.
+
+        ``new_input`` is a token-id array for text chats, or an ``Inputs`` when images are
+        in it; pass it to ``model.generate(new_input, kv_cache=history.kv_cache)``. With
+        ``use_cache=False`` the whole chat is returned and the cache emptied. When the chat
+        passes ``max_tokens``, it wraps to the newest ``wrap_tokens`` from a user turn.
+        """
+        with self.lock:
+            max_tokens = max_tokens or self.max_tokens
+            inputs = self._render()
+            if len(inputs) > max_tokens:
+                self.reset(wrap_tokens=wrap_tokens or self.wrap_tokens)
+                inputs = self._render()
+                if len(inputs) > max_tokens:
+                    raise ValueError(f'the newest turn alone ({len(inputs)} tokens) exceeds '
+                                     f'max_tokens={max_tokens}; shorten the prompt')
+            position = self.kv_cache.common_prefix(inputs.keys) if use_cache else 0
+            if position == len(inputs):
+                position -= 1  # the model needs at least one new position to predict from
+            self.kv_cache.crop(position)
+            new = inputs.slice_from(position)
+            if new.is_text:
+                return np.asarray(new.tokens, dtype=np.int64), position
+            return new, position
+
+    def cached_tokens(self) -> int:
+        """Return how many positions of the chat (as last rendered) the KV cache holds."""
+        return self.kv_cache.common_prefix(self._keys)
+
+    @property
+    def num_tokens(self) -> int:
+        """Return the tokens the chat takes (as of the last render)."""
+        return len(self._keys)
+
+    @property
+    def stop_tokens(self) -> List[str]:
+        """Return the template's stop strings (pass them to ``generate``)."""
+        return list(self.template.stop)
+
+    def find_wrap_entry(self, wrap_tokens: int) -> int:
+        """Return the oldest user-turn index from which the chat fits in ``wrap_tokens``."""
+        self._render(add_generation_prompt=False)
+        head = 1 if self.messages and self.messages[0].role == 'system' else 0
+        total, entry = 0, None
+        for i in range(len(self.messages) - 1, head - 1, -1):
+            total += self.messages[i].num_tokens
+            turn_start = self.messages[i].role == 'user' and (
+                i == head or self.messages[i - 1].role != 'user')
+            if turn_start and (total <= wrap_tokens or entry is None):
+                entry = i
+            if total > wrap_tokens and entry is not None:
+                break
+        return entry if entry is not None else len(self.messages)
+
+    def turn(self, role: str = 'user') -> bool:
+        """Return True if it is ``role``'s turn to speak."""
+        role = normalize_role(role)
+        last = next((m.role for m in reversed(self.messages) if m.role != 'system'), None)
+        if role == 'user':
+            return last in (None, 'bot', 'tool_response')
+        return last is not None and last != role
+
+    # ---- serialization -----------------------------------------------------------------
+    def to_list(self, messages: Optional[List[ChatMessage]] = None,
+                html: bool = False) -> List[Dict[str, Any]]:
+        """Return the chat as a list of plain dicts (role, type, text; tokens for bot turns)."""
+        out = []
+        for msg in self.messages if messages is None else messages:
+            entry: Dict[str, Any] = {'role': msg.role, 'type': msg.type}
+            text = msg.describe()
+            entry['text'] = self.format(text) if html and msg.type == 'text' else text
+            if msg.type == 'image' and msg.source:
+                entry['image'] = msg.source
+            if msg.role == 'bot' and msg.tokens is not None:
+                entry['tokens'] = list(msg.tokens)
+            out.append(entry)
+        return out
+
+    def from_list(self, entries: List[Dict[str, Any]]) -> None:
+        """Replace the chat with entries from ``to_list()`` (bot tokens restored exactly)."""
+        with self.lock:
+            self.messages = []
+            for entry in entries:
+                role = entry.get('role', 'user')
+                if entry.get('type', 'text') == 'image':
+                    if not entry.get('image'):
+                        raise ValueError('an image entry needs its file path to be restored')
+                    message = ChatMessage(role, image=entry['image'])
+                else:
+                    message = ChatMessage(role, text=entry.get('text', ''),
+                                          tokens=entry.get('tokens'))
+                if role == 'system':
+                    self._system_prompt = message.content
+                self._check(message) if role != 'system' else None
+                message.history = self
+                self.messages.append(message)
+            self.reindex()
+
+    @staticmethod
+    def format(text: str) -> str:
+        """Return ``text`` as HTML: escaped, code blocks in <pre><code>, newlines as <br/>."""
+        parts = re.split(r'```(?:[\w+-]*)\n?(.*?)```', text, flags=re.S)
+        out = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                out.append(f'<pre><code>{html.escape(part)}</code></pre>')
+            else:
+                out.append(html.escape(part).replace('\n', '<br/>'))
+        return ''.join(out)

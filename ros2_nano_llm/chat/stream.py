@@ -1,0 +1,124 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""StreamingResponse: the queue bridge between the generation worker and its reader."""
+
+import queue
+import threading
+from typing import Any, Callable, Iterator, List, Optional, Sequence
+
+_END = object()
+
+
+class StreamingResponse:
+    """The reply of ``NanoLLM.generate()``, filled token by token from the worker thread.
+
+    Iterating yields each new piece of text as soon as it decodes cleanly: a piece never
+    ends inside a multi-byte character, and the pieces concatenate to ``.text``.
+    ``timeout`` bounds each wait, so a crashed worker cannot hang the reader.
+    """
+
+    def __init__(self, detokenize: Callable[[Sequence[int]], str],
+                 timeout: Optional[float] = 300.0, kv_cache: Any = None):
+        self._detokenize = detokenize
+        self._queue: 'queue.Queue[Any]' = queue.Queue()
+        self._done = threading.Event()
+        self._stop = threading.Event()
+        self.timeout = timeout
+        self.tokens: List[int] = []
+        self.kv_cache = kv_cache
+        self.eos = False
+        self.error: Optional[BaseException] = None
+        self.stop_reason: Optional[str] = None
+        self._read = 0          # tokens consumed by the reader
+        self._prefix_off = 0    # decode window start
+        self._read_off = 0      # tokens already turned into text
+        self.calls: List[Any] = []   # function calls run during this reply
+
+    # ---- worker side -------------------------------------------------------------------
+    def put(self, token: int) -> None:
+        """Add one generated token (worker thread)."""
+        self.tokens.append(int(token))
+        self._queue.put(int(token))
+
+    def end(self, eos: bool = False, reason: str = 'length',
+            error: Optional[BaseException] = None) -> None:
+        """Finish the stream (worker thread): ``eos`` when a stop token ended it."""
+        self.eos = eos or (error is None and reason in ('stop', 'eos'))
+        self.stop_reason = reason
+        self.error = error
+        self._queue.put(_END)
+        self._done.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Return True once ``stop()`` was asked for."""
+        return self._stop.is_set()
+
+    # ---- reader side -------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the worker to end this reply after the current token."""
+        self._stop.set()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.timeout)
+            except queue.Empty:
+                raise TimeoutError(f'no token for {self.timeout} s: generation worker stalled')
+            if item is _END:
+                self._queue.put(_END)  # later reads end too
+                if self.error is not None:
+                    raise RuntimeError(f'generation failed: {self.error}') from self.error
+                tail = self._new_text(final=True)
+                if tail:
+                    return tail
+                raise StopIteration
+            self._read += 1
+            piece = self._new_text(final=False)
+            if piece:
+                return piece
+
+    def _new_text(self, final: bool) -> str:
+        # incremental decode over a sliding window (prefix, read): cost stays per token and a
+        # leading-space or merged-byte token decodes the same as it does in the full text
+        prefix = self._detokenize(self.tokens[self._prefix_off:self._read_off])
+        text = self._detokenize(self.tokens[self._prefix_off:self._read])
+        if len(text) <= len(prefix) or (text.endswith('\ufffd') and not final):
+            return ''  # nothing new yet, or an incomplete multi-byte character
+        self._prefix_off, self._read_off = self._read_off, self._read
+        return text[len(prefix):]
+
+    def wait(self, timeout: Optional[float] = None) -> str:
+        """Block until generation ends; return the whole text."""
+        if not self._done.wait(timeout if timeout is not None else self.timeout):
+            raise TimeoutError('generation did not finish in time')
+        if self.error is not None:
+            raise RuntimeError(f'generation failed: {self.error}') from self.error
+        return self.text
+
+    @property
+    def done(self) -> bool:
+        """Return True once the worker has finished this reply."""
+        return self._done.is_set()
+
+    @property
+    def text(self) -> str:
+        """Return the text of every token generated so far."""
+        return self._detokenize(self.tokens)
+
+    def __str__(self) -> str:
+        return self.text

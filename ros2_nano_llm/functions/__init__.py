@@ -1,0 +1,27 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Function calling: the bot function registry, call detection/parsing and built-ins.
+
+``from ros2_nano_llm.functions import BotFunctions, bot_function, CallDetector, execute``.
+The ROS service bridge (``functions.ros_bridge``) is imported separately, only by the
+node, because it needs rclpy.
+"""
+
+from .parsing import (CallDetector, execute, find_calls, format_result, parse_json_call,
+                      ToolCall)
+from .registry import bot_function, BotFunction, BotFunctions
+
+__all__ = ['BotFunction', 'BotFunctions', 'CallDetector', 'ToolCall', 'bot_function',
+           'execute', 'find_calls', 'format_result', 'parse_json_call']

@@ -1,0 +1,75 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Shared helpers for the chat-engine integration tests: run turns, recompute, compare caches."""
+
+import torch
+
+from ros2_nano_llm.models.base import Inputs, KVCache
+
+
+def reply(model, history, max_new_tokens=12, use_cache=True, **kwargs):
+    """Generate one greedy bot turn for ``history``; append it; return its tokens."""
+    new, _ = history.embed_chat(use_cache=use_cache)
+    out = model.generate(new, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
+                         max_new_tokens=max_new_tokens, **kwargs)
+    out.wait()
+    history.append('bot', out)
+    return list(out.tokens)
+
+
+def recompute(model, history, max_new_tokens=12, **kwargs):
+    """Greedy reply to the whole chat from an empty cache (history left untouched)."""
+    inputs = history._render()
+    out = model.generate(inputs, kv_cache=model.new_cache(), stop_tokens=history.stop_tokens,
+                         max_new_tokens=max_new_tokens, **kwargs)
+    out.wait()
+    return list(out.tokens)
+
+
+def layer_tensors(cache_state):
+    """Return [(keys, values)] of every layer of a transformers cache."""
+    return [(layer.keys, layer.values) for layer in cache_state.layers]
+
+
+def assert_cache_exact(model, history, atol=1e-4):
+    """The history's KV cache equals a fresh prefill of the same positions.
+
+    Wrong positions or stale entries differ by O(1); float noise from other batch shapes by
+    about 1e-5.
+    """
+    cache = history.kv_cache
+    n = len(cache)
+    assert n > 0
+    rendered = history._render()
+    assert rendered.keys[:n] == cache.keys, 'cache holds positions the chat does not have'
+    fresh = KVCache(model.backend)
+    model.backend.prefill(_head(rendered, n), fresh.state, 0)
+    for (k1, v1), (k2, v2) in zip(layer_tensors(cache.state), layer_tensors(fresh.state)):
+        assert k1.shape == k2.shape, (k1.shape, k2.shape)
+        torch.testing.assert_close(k1, k2, atol=atol, rtol=1e-3)
+        torch.testing.assert_close(v1, v2, atol=atol, rtol=1e-3)
+
+
+def _head(inputs, n):
+    out = Inputs()
+    pos = 0
+    for seg in inputs.segments:
+        size = len(seg) if isinstance(seg, list) else int(seg.shape[0])
+        take = min(size, n - pos)
+        if take <= 0:
+            break
+        out.segments.append(seg[:take])
+        pos += take
+    out.keys = list(inputs.keys[:n])
+    return out

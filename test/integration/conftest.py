@@ -1,0 +1,47 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Models shared by the integration tests: tiny random-weight ones and the embedded SmolLM2."""
+
+import pytest
+
+from ros2_nano_llm import NanoLLM
+from ros2_nano_llm.models.tiny import build_tiny_model
+
+
+@pytest.fixture(scope='session')
+def tiny_model_dir(tmp_path_factory):
+    """Return a builder: ``tiny_model_dir(arch)`` -> path of a saved tiny model."""
+    built = {}
+
+    def build(arch='llama'):
+        if arch not in built:
+            built[arch] = build_tiny_model(str(tmp_path_factory.mktemp(f'{arch}-random')), arch)
+        return built[arch]
+    return build
+
+
+@pytest.fixture(scope='session')
+def smollm2():
+    """Return the embedded SmolLM2-135M-Instruct, loaded once per session."""
+    model = NanoLLM.from_pretrained('default')
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope='session')
+def tiny_llama(tiny_model_dir):
+    """Return a tiny random-weight Llama loaded through NanoLLM."""
+    model = NanoLLM.from_pretrained(tiny_model_dir('llama'))
+    yield model
+    model.close()

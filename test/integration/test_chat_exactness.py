@@ -1,0 +1,174 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Cached multi-turn chat is token-identical to recomputing from scratch, and the cache is exact.
+
+Runs on tiny random-weight models of several architectures and on the embedded SmolLM2.
+"""
+
+import pytest
+import torch
+
+from chat_helpers import assert_cache_exact, recompute, reply
+from ros2_nano_llm import ChatHistory, NanoLLM
+
+PROMPTS = ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?',
+           'Name a colour.', 'Say goodbye in French.', 'One more thing: count to three.']
+
+
+@pytest.fixture(scope='module', params=['llama', 'qwen2', 'smollm2'])
+def model(request, tiny_model_dir, smollm2):
+    """Each model the exactness tests run on."""
+    if request.param == 'smollm2':
+        yield smollm2
+        return
+    m = NanoLLM.from_pretrained(tiny_model_dir(request.param))
+    yield m
+    m.close()
+
+
+def chat(model, turns, **kwargs):
+    """A history with ``turns`` answered turns (cached path)."""
+    history = ChatHistory(model, **kwargs)
+    replies = []
+    for prompt in PROMPTS[:turns]:
+        history.append('user', prompt)
+        replies.append(reply(model, history))
+    return history, replies
+
+
+def test_five_turns_cached_equal_recompute(model):
+    history = ChatHistory(model)
+    for prompt in PROMPTS[:5]:
+        history.append('user', prompt)
+        expected = recompute(model, history)
+        got = reply(model, history)
+        assert got == expected
+        assert got, 'a reply must have tokens'
+    assert_cache_exact(model, history)
+
+
+def test_new_turn_prefills_only_new_tokens(model):
+    history, _ = chat(model, 2)
+    before = len(history.kv_cache)
+    history.append('user', PROMPTS[2])
+    new, position = history.embed_chat()
+    assert position == before - 0 or position <= before
+    assert position + len(new) == history.num_tokens
+    # only the turn's own tokens (plus at most the last reply token and template suffix)
+    user_tokens = history[-1].num_tokens
+    assert len(new) <= user_tokens + 8
+
+
+def test_matches_transformers_generate(model):
+    """Greedy output equals transformers' own generate() on the same rendered prompt."""
+    history, replies = chat(model, 3)
+    history.pop(1)  # drop the last reply: regenerate it with both
+    rendered = history._render()
+    hf = model.backend.model
+    ids = torch.tensor([rendered.tokens])
+    out = hf.generate(ids, max_new_tokens=12, do_sample=False,
+                      eos_token_id=model.config.eos_token_ids + [2],
+                      pad_token_id=model.config.eos_token_ids[0])
+    theirs = out[0, ids.shape[1]:].tolist()
+    stops = set(model.config.eos_token_ids) | {2}
+    theirs = theirs[:next((i for i, t in enumerate(theirs) if t in stops), len(theirs))]
+    assert replies[-1] == theirs
+
+
+@pytest.mark.parametrize('edit', ['pop', 'remove_middle', 'del_slice', 'reset', 'wrap'])
+def test_edits_keep_cache_exact(model, edit):
+    history, _ = chat(model, 4)
+    if edit == 'pop':
+        history.pop(2)
+    elif edit == 'remove_middle':
+        removed_at = history[3].start_token
+        history.remove(3, 5)  # the second user turn and its reply
+        # cut at the removal point (shared template tokens of the next turn may stay)
+        assert len(history.kv_cache) < removed_at + 8
+        assert history.kv_cache.keys == history._render().keys[:len(history.kv_cache)]
+    elif edit == 'del_slice':
+        del history[1:3]
+    elif edit == 'reset':
+        system_tokens = history[0].num_tokens
+        history.reset()
+        assert len(history) == 1 and history[0].role == 'system'
+        assert len(history.kv_cache) == system_tokens  # system prompt state reused
+    elif edit == 'wrap':
+        total = history.num_tokens
+        history.append('user', PROMPTS[4])
+        new, position = history.embed_chat(max_tokens=total - 5, wrap_tokens=total // 2)
+        assert history.num_tokens <= total - 5
+        assert history[1].role == 'user'
+        # only the system prompt (and the next turn's shared template tokens) stays cached
+        assert history[0].num_tokens <= position < history[0].num_tokens + 8
+        history.pop()
+    history.append('user', PROMPTS[5])
+    expected = recompute(model, history)
+    assert reply(model, history) == expected
+    assert_cache_exact(model, history)
+
+
+def test_wrap_through_generation_stays_usable(tiny_llama):
+    history = ChatHistory(tiny_llama, max_tokens=160, wrap_tokens=80)
+    for i in range(8):
+        history.append('user', f'{PROMPTS[i % len(PROMPTS)]} (turn {i})')
+        new, _ = history.embed_chat()  # wraps the chat when it passes max_tokens
+        expected = recompute(tiny_llama, history)
+        out = tiny_llama.generate(new, kv_cache=history.kv_cache, max_new_tokens=12,
+                                  stop_tokens=history.stop_tokens)
+        assert list(out) is not None and out.tokens == expected
+        history.append('bot', out)
+        assert history.num_tokens <= 160 + 12
+    assert history[0].role == 'system' and history[1].role == 'user'
+    assert all('(turn 0)' not in m.describe() for m in history), 'the chat never wrapped'
+    assert_cache_exact(tiny_llama, history)
+
+
+def test_streaming_equals_non_streaming(model):
+    history = ChatHistory(model)
+    history.append('user', 'Write a short sentence about the sea.')
+    new, _ = history.embed_chat()
+    stream = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=20)
+    pieces = list(stream)
+    text = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=20, streaming=False)
+    assert ''.join(pieces) == stream.text == text
+    assert all('\ufffd' not in p for p in pieces)
+
+
+def test_repetition_penalty_cached_equals_recompute(model):
+    history = ChatHistory(model)
+    for prompt in PROMPTS[:3]:
+        history.append('user', prompt)
+        expected = recompute(model, history, repetition_penalty=1.5)
+        assert reply(model, history, repetition_penalty=1.5) == expected
+    # and it is the same penalty transformers applies (prompt and reply tokens penalized)
+    history.append('user', 'Repeat after me: go go go go go go go')
+    rendered = history._render()
+    ours = recompute(model, history, max_new_tokens=16, repetition_penalty=3.0)
+    ids = torch.tensor([rendered.tokens])
+    out = model.backend.model.generate(
+        ids, max_new_tokens=len(ours), min_new_tokens=len(ours), do_sample=False,
+        repetition_penalty=3.0, pad_token_id=model.config.eos_token_ids[0])
+    assert ours == out[0, ids.shape[1]:].tolist()
+
+
+def test_save_and_restore_round_trip(model):
+    history, _ = chat(model, 3)
+    saved = history.to_list()
+    restored = ChatHistory(model)
+    restored.from_list(saved)
+    assert restored._render().keys == history._render().keys
+    history.append('user', PROMPTS[4])
+    restored.append('user', PROMPTS[4])
+    assert reply(model, restored) == reply(model, history)
