@@ -41,7 +41,8 @@ class GenerationJob:
     min_new_tokens: int = -1
     stop_ids: Sequence[int] = ()
     stop_sequences: Sequence[Sequence[int]] = ()
-    function_hook: Any = None          # callable(stream) -> token ids to inject, or None
+    function_hook: Any = None          # callable(stream, final) -> token ids to inject, or None
+    reply_prefix: Sequence[int] = ()   # tokens the reply must start with
     submitted: float = field(default_factory=time.perf_counter)
     seed: Optional[int] = None
 
@@ -64,6 +65,19 @@ def _context_ids(cache: KVCache) -> torch.Tensor:
     return torch.tensor([k for k in cache.keys if isinstance(k, int)], dtype=torch.long)
 
 
+def _extend(context: Optional[torch.Tensor], tokens: List[int]) -> Optional[torch.Tensor]:
+    # the repetition penalty's view of the context (None when there is no penalty)
+    return None if context is None else torch.cat([context, torch.tensor(tokens)])
+
+
+def _inject(backend: Backend, cache: KVCache, stream: StreamingResponse,
+            tokens: List[int]) -> torch.Tensor:
+    # a function result joins the reply: it is part of the bot turn's tokens
+    for t in tokens:
+        stream.put(t)
+    return prefill(backend, cache, Inputs.from_tokens(tokens))
+
+
 def _hit_stop_sequence(tokens: List[int], sequences: Sequence[Sequence[int]]) -> bool:
     return any(len(seq) and tokens[-len(seq):] == list(seq) for seq in sequences)
 
@@ -82,14 +96,31 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         logits = prefill(backend, cache, job.inputs)
         prefill_time = time.perf_counter() - start
         decode_start = time.perf_counter()
-        use_context = params.repetition_penalty != 1.0
-        context = _context_ids(cache) if use_context else None
-        for i in range(job.max_new_tokens):
+        context = _context_ids(cache) if params.repetition_penalty != 1.0 else None
+        if job.reply_prefix:
+            # the reply starts with given text (steers the format); it counts as reply tokens
+            logits = _inject(backend, cache, stream, job.reply_prefix)
+            context = _extend(context, job.reply_prefix)
+            first_token_at = time.perf_counter()
+            injected = job.function_hook(stream) if job.function_hook else None
+            if injected:
+                logits = _inject(backend, cache, stream, injected)
+                context = _extend(context, injected)
+        i = 0
+        while i < job.max_new_tokens:
             banned = job.stop_ids if i < job.min_new_tokens else ()
             token = sample(logits, params, context, banned, generator)
+            i += 1
             if token in job.stop_ids:
                 reason = 'eos'
-                break
+                # a call that only the end of the reply completes still gets its result
+                injected = job.function_hook(stream, final=True) if job.function_hook else None
+                if not injected:
+                    break
+                logits = _inject(backend, cache, stream, injected)
+                context = _extend(context, injected)
+                reason = 'length'
+                continue
             stream.put(token)
             if first_token_at is None:
                 first_token_at = time.perf_counter()
@@ -99,20 +130,14 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
             if _hit_stop_sequence(stream.tokens, job.stop_sequences):
                 reason = 'stop'
                 break
-            if i == job.max_new_tokens - 1 or len(cache) + 1 >= limit:
+            if i == job.max_new_tokens or len(cache) + 1 >= limit:
                 break  # no room or no need to compute the last token's state
             logits = decode_one(backend, cache, token)
-            if use_context:
-                context = torch.cat([context, torch.tensor([token])])
-            if job.function_hook is not None:
-                injected = job.function_hook(stream)
-                if injected:
-                    # a function result joins the reply: it is part of the bot turn's tokens
-                    for t in injected:
-                        stream.put(t)
-                    logits = prefill(backend, cache, Inputs.from_tokens(injected))
-                    if use_context:
-                        context = torch.cat([context, torch.tensor(injected)])
+            context = _extend(context, [token])
+            injected = job.function_hook(stream) if job.function_hook else None
+            if injected:
+                logits = _inject(backend, cache, stream, injected)
+                context = _extend(context, injected)
         _record(stats, len(job.inputs), len(stream.tokens), prefill_time,
                 time.perf_counter() - decode_start, first_token_at, job.submitted)
         stream.end(eos=reason == 'eos', reason=reason)

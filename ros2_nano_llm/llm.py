@@ -108,13 +108,17 @@ class NanoLLM:
                  top_p: float = 0.95, repetition_penalty: float = 1.0,
                  stop_tokens: Optional[Sequence[Union[int, str]]] = None,
                  kv_cache: Optional[KVCache] = None, functions: Any = None,
+                 template: Any = None, reply_prefix: Optional[str] = None,
                  seed: Optional[int] = None, timeout: Optional[float] = 300.0,
                  **kwargs) -> Union[StreamingResponse, str]:
         """Generate a reply to ``inputs`` after what ``kv_cache`` holds.
 
         ``inputs`` is text, token ids or an ``Inputs`` (from ``ChatHistory.embed_chat()``).
-        Returns a ``StreamingResponse`` that fills from the model's worker thread, or the
-        finished text when ``streaming=False``.
+        ``functions`` (bot functions) run when the reply calls them; their results are fed
+        back in the ``template``'s format (default: the model's). ``reply_prefix`` is text
+        the reply must start with; ``seed`` makes sampling repeatable. Returns a
+        ``StreamingResponse`` that fills from the model's worker thread, or the finished
+        text when ``streaming=False``.
         """
         if kwargs:
             raise TypeError(f'generate() got unexpected arguments: {sorted(kwargs)}')
@@ -128,10 +132,11 @@ class NanoLLM:
         hook = None
         if functions:
             from .functions.streaming import FunctionHook
-            hook = FunctionHook(self, functions)
+            hook = FunctionHook(self, functions, template)
+        prefix = self.backend.tokenize(reply_prefix) if reply_prefix else []
         self._submit(GenerationJob(
             prompt, cache, stream, params, max_new_tokens, min_new_tokens, stop_ids,
-            stop_sequences, hook, seed=seed))
+            stop_sequences, hook, prefix, seed=seed))
         return stream if streaming else stream.wait()
 
     def _to_inputs(self, inputs: InputLike) -> Inputs:

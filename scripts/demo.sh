@@ -16,6 +16,7 @@
 # The main job in one command: set up, then a scripted turn with the embedded SmolLM2-135M.
 #   bash scripts/demo.sh                         # the default question
 #   bash scripts/demo.sh --max-new-tokens 64     # more options of python3 -m ros2_nano_llm.chat
+#   bash scripts/demo.sh --prompt 'Hi!' --prompt 'And again?'   # your own turns instead
 
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,5 +26,8 @@ bash "$ROOT/scripts/setup.sh"
 source "$ROOT/scripts/env.sh"
 # -P: never put the current directory on sys.path (in the repository root the source tree, which
 # has no generated msg/ and srv/, would shadow the install).
-exec python3 -P -m ros2_nano_llm.chat --api hf --model default \
-  --prompt 'What is ROS 2, in one sentence?' "$@"
+default_prompt=(--prompt 'What is ROS 2, in one sentence?')
+for arg in "$@"; do
+  case "$arg" in --prompt|--prompt=*) default_prompt=() ;; esac
+done
+exec python3 -P -m ros2_nano_llm.chat --api hf --model default "${default_prompt[@]}" "$@"

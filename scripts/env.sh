@@ -31,12 +31,17 @@ _nano_llm_root="$(cd "$(dirname "$_nano_llm_here")/.." && pwd)"
 _nano_llm_venv="${NANO_LLM_VENV:-$_nano_llm_root/.venv}"
 _nano_llm_install="$_nano_llm_root/install/ros2_nano_llm"
 
-# _nano_llm_prepend VAR DIR: put DIR first in the path list VAR, removing an older copy.
+# _nano_llm_prepend VAR DIR: put DIR first in the path list VAR, removing older copies.
+# Plain parameter expansion only: this file is sourced by scripts running under set -euo pipefail.
 _nano_llm_prepend() {
-  eval "_nano_llm_old=\"\${$1:-}\""
-  _nano_llm_new=$(printf '%s' "$_nano_llm_old" | tr ':' '\n' | grep -v -x -F -- "$2" | paste -s -d ':' -)
-  eval "export $1=\"$2\${_nano_llm_new:+:\$_nano_llm_new}\""
-  unset _nano_llm_old _nano_llm_new
+  eval "_nano_llm_list=\":\${$1:-}:\""
+  while [ "${_nano_llm_list#*:"$2":}" != "$_nano_llm_list" ]; do
+    _nano_llm_list="${_nano_llm_list%%:"$2":*}:${_nano_llm_list#*:"$2":}"
+  done
+  _nano_llm_list="${_nano_llm_list#:}"
+  _nano_llm_list="${_nano_llm_list%:}"
+  export "$1=$2${_nano_llm_list:+:$_nano_llm_list}"
+  unset _nano_llm_list
 }
 
 if [ ! -f "$_nano_llm_venv/bin/activate" ] \

@@ -72,13 +72,25 @@ fi
 "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
   || die "$VENV is not a Python 3.11 venv; remove it and run again"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+without() {  # without REGEX CMD...: run CMD, hide its output lines matching REGEX, keep its status
+  local regex=$1 status
+  shift
+  set +e
+  "$@" 2>&1 | grep -v -E "$regex" >&2
+  status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
+# pip names each local index dir of this machine's pip.conf that lacks a package: hundreds of lines.
+run_pip() { without "^WARNING: Location 'file:///.*' is ignored" "${PIP[@]}" "$@"; }
 
 REQ_STAMP="$VENV/.${PKG}-requirements.sha256"
 req_hash=$(cat "$ROOT/requirements.txt" "$ROOT/constraints.txt" <(echo "$SMOLLM_PIN") | sha256sum | cut -c1-64)
 if [ "$FORCE" = 1 ] || [ "$(cat "$REQ_STAMP" 2>/dev/null)" != "$req_hash" ]; then
   log "pip install -r requirements.txt -c constraints.txt (first time: a few minutes)"
-  "${PIP[@]}" install -q -r "$ROOT/requirements.txt" -c "$ROOT/constraints.txt"
-  "${PIP[@]}" install -q --no-deps "$SMOLLM_PIN"
+  run_pip install -q -r "$ROOT/requirements.txt" -c "$ROOT/constraints.txt" \
+    || die "pip install failed (see above)"
+  run_pip install -q --no-deps "$SMOLLM_PIN" || die "pip install $SMOLLM_PIN failed"
   # A stale stamp must never claim success: write it only now.
   echo "$req_hash" > "$REQ_STAMP"
   log "packages installed ($(since "$T"))"
@@ -168,7 +180,9 @@ if [ "$FORCE" = 1 ] || [ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$build_hash" ] 
     unset COLCON_PREFIX_PATH AMENT_CURRENT_PREFIX PYTHONPATH
     export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
     export VIRTUAL_ENV="$VENV"
-    "$VENV/bin/colcon" --log-base "$ROOT/log" build --symlink-install \
+    # (The venv prefix has no local_setup.* files, which colcon-ros warns about: hidden.)
+    without "WARNING:colcon.colcon_ros.prefix_path.ament:The path '$VENV' in the environment" \
+      "$VENV/bin/colcon" --log-base "$ROOT/log" build --symlink-install \
       --base-paths "$ROOT" --build-base "$ROOT/build" --install-base "$ROOT/install" \
       --packages-select "$PKG" --event-handlers "${handlers[@]}" \
       --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python3" \

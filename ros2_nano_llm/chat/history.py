@@ -25,11 +25,11 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..models.base import Inputs, KVCache
 from .message import ChatMessage, normalize_role
 from .render import Renderer
 from .stream import StreamingResponse
 from .templates import ChatTemplate, get_template
+from ..models.base import Inputs, KVCache
 
 REPLY_RESERVE = 256  # tokens kept free for the reply when max_tokens is not given
 
@@ -89,9 +89,13 @@ class ChatHistory:
         with self.lock:
             if isinstance(msg, StreamingResponse):
                 msg.wait()
-                message = ChatMessage(role, text=msg.text, tokens=msg.tokens, **kwargs)
                 if msg.kv_cache is not None:
                     self.kv_cache = msg.kv_cache
+                messages = self._reply_messages(role, msg, **kwargs)
+                for message in messages[:-1]:
+                    self._check(message)
+                    self.messages.append(message)
+                message = messages[-1]
             elif isinstance(msg, ChatMessage):
                 message = msg
             elif msg is None or isinstance(msg, str):
@@ -106,6 +110,22 @@ class ChatHistory:
             self.messages.append(message)
             self.reindex()
             return message
+
+    def _reply_messages(self, role: str, reply: StreamingResponse, **kwargs) -> List[ChatMessage]:
+        # a reply that called template-style functions holds whole tool_response turns:
+        # split it so the chat shows them as their own entries (same tokens, same cache)
+        out, start = [], 0
+        for call in sorted(reply.calls, key=lambda c: c.token_start):
+            if not call.turn:
+                continue  # inline results stay in the bot's text
+            out.append(self._bot_message(role, reply.tokens[start:call.token_start], **kwargs))
+            out.append(ChatMessage('tool_response', text=call.content))
+            start = call.token_end
+        out.append(self._bot_message(role, reply.tokens[start:], **kwargs))
+        return out
+
+    def _bot_message(self, role: str, tokens: List[int], **kwargs) -> ChatMessage:
+        return ChatMessage(role, text=self.model.detokenize(tokens), tokens=tokens, **kwargs)
 
     def _check(self, message: ChatMessage) -> None:
         message.role = normalize_role(message.role)
@@ -294,6 +314,27 @@ class ChatHistory:
             return last in (None, 'bot', 'tool_response')
         return last is not None and last != role
 
+    def run_tools(self, message: Union[ChatMessage, str], tools: Any = None,
+                  append: bool = True) -> Optional[List[str]]:
+        """Run the function calls in ``message``'s text; return their results.
+
+        With ``append`` the results join the chat: one ``tool_response`` entry per
+        template-style call, and python-style results as one ``tool_response`` entry too.
+        """
+        from ..functions.parsing import execute, find_calls, format_result
+        from ..functions.registry import BotFunctions
+        text = message.text if isinstance(message, ChatMessage) else message
+        functions = tools if tools else (self.tools or BotFunctions())
+        calls = find_calls(text or '', functions)
+        if not calls:
+            return None
+        results = [execute(call, functions) for call in calls]
+        if append and self.template.has_role('tool_response'):
+            for call, result in zip(calls, results):
+                content = format_result(call, result, self.template)
+                self.append('tool_response', content.removeprefix(' -> '))
+        return results
+
     # ---- serialization -----------------------------------------------------------------
     def to_list(self, messages: Optional[List[ChatMessage]] = None,
                 html: bool = False) -> List[Dict[str, Any]]:
@@ -331,7 +372,7 @@ class ChatHistory:
             self.reindex()
 
     @staticmethod
-    def format(text: str) -> str:
+    def format(text: str) -> str:  # noqa: A003 - NanoLLM's name
         """Return ``text`` as HTML: escaped, code blocks in <pre><code>, newlines as <br/>."""
         parts = re.split(r'```(?:[\w+-]*)\n?(.*?)```', text, flags=re.S)
         out = []

@@ -82,7 +82,7 @@ class ChatMessage:
             return 'image'
         raise ValueError(f'cannot tell what kind of content a {type(content).__name__} is')
 
-    def is_type(self, type: str) -> bool:
+    def is_type(self, type: str) -> bool:  # noqa: A002 - NanoLLM's name
         """Return True if this message holds content of ``type`` ('text', 'image', ...)."""
         return self.type == type
 

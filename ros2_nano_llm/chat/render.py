@@ -21,9 +21,9 @@ starts and how many positions it takes.
 
 from typing import Callable, Dict, List, Sequence
 
-from ..models.base import Inputs
 from .message import ChatMessage
 from .templates import ChatTemplate
+from ..models.base import Inputs
 
 
 class Renderer:
@@ -40,7 +40,8 @@ class Renderer:
             self._pieces[text] = self._tokenize(text) if text else []
         return self._pieces[text]
 
-    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> Inputs:
+    def render(self, messages: Sequence[ChatMessage],
+               add_generation_prompt: bool = True) -> Inputs:
         """Return the whole chat as ``Inputs``; sets each message's start and length."""
         out = Inputs()
         affixes = self.template.affixes([m.role for m in messages])

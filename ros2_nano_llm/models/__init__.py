@@ -21,8 +21,24 @@ def _hf():
     return HFBackend
 
 
+def _llama_cpp():
+    from .llama_cpp import LlamaCppBackend
+    return LlamaCppBackend
+
+
+def _openai():
+    from .openai import OpenAIBackend
+    return OpenAIBackend
+
+
+def _mlc():
+    from .mlc import MLCBackend
+    return MLCBackend
+
+
 # name -> loader of the backend class (imported lazily: each backend pulls in its own library)
-BACKENDS: Dict[str, object] = {'hf': _hf}
+BACKENDS: Dict[str, object] = {'hf': _hf, 'llama_cpp': _llama_cpp, 'openai': _openai,
+                               'mlc': _mlc}
 
 
 def get_backend(name: str) -> Type:

@@ -94,8 +94,9 @@ def resolve(model: str) -> ModelSource:
         raise ValueError(f'{model} holds no config.json and not exactly one .gguf file')
     if _looks_like_hub_id(model):
         return ModelSource('hub', model, model.split('/')[-1])
-    raise FileNotFoundError(f"model path not found: {model} (give a directory, a .gguf file, "
-                            "a hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct', or 'default')")
+    raise FileNotFoundError(
+        f'model path not found: {model} (give a directory, a .gguf file, a hub id such as '
+        "'HuggingFaceTB/SmolLM2-135M-Instruct', or 'default')")
 
 
 def _stem(path: str) -> str:

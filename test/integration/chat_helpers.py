@@ -13,9 +13,8 @@
 # limitations under the License.
 """Shared helpers for the chat-engine integration tests: run turns, recompute, compare caches."""
 
-import torch
-
 from ros2_nano_llm.models.base import Inputs, KVCache
+import torch
 
 
 def reply(model, history, max_new_tokens=12, use_cache=True, **kwargs):
@@ -43,7 +42,7 @@ def layer_tensors(cache_state):
 
 
 def assert_cache_exact(model, history, atol=1e-4):
-    """The history's KV cache equals a fresh prefill of the same positions.
+    """Assert the history's KV cache equals a fresh prefill of the same positions.
 
     Wrong positions or stale entries differ by O(1); float noise from other batch shapes by
     about 1e-5.

@@ -21,7 +21,7 @@ from ros2_nano_llm.models.tiny import build_tiny_model
 
 @pytest.fixture(scope='session')
 def tiny_model_dir(tmp_path_factory):
-    """Return a builder: ``tiny_model_dir(arch)`` -> path of a saved tiny model."""
+    """Return a builder that saves a tiny model of an architecture and returns its path."""
     built = {}
 
     def build(arch='llama'):

@@ -16,11 +16,10 @@
 Runs on tiny random-weight models of several architectures and on the embedded SmolLM2.
 """
 
-import pytest
-import torch
-
 from chat_helpers import assert_cache_exact, recompute, reply
+import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
+import torch
 
 PROMPTS = ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?',
            'Name a colour.', 'Say goodbye in French.', 'One more thing: count to three.']
@@ -38,7 +37,7 @@ def model(request, tiny_model_dir, smollm2):
 
 
 def chat(model, turns, **kwargs):
-    """A history with ``turns`` answered turns (cached path)."""
+    """Return a history with ``turns`` answered turns (cached path) and the replies."""
     history = ChatHistory(model, **kwargs)
     replies = []
     for prompt in PROMPTS[:turns]:

@@ -40,6 +40,8 @@ from ros2_nano_llm.functions.ros_bridge import (ActionArg, build_request,  # noq
 from std_msgs.msg import Float64, Int8  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 CONFIG = os.path.join(os.path.dirname(__file__), '..', '..', 'config', 'functions.yaml')
 PREFIX = f'/test_bridge_{uuid.uuid4().hex[:8]}'
 

@@ -1,0 +1,79 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+A camera and a vision chat: v4l2_camera publishes frames, nano_llm answers about them.
+
+    ros2 launch ros2_nano_llm nano_llm_camera.launch.py \
+        model:=/models/llava-interleave-qwen-0.5b-hf
+    ros2 topic pub --once /nano_llm/input/text std_msgs/msg/String "{data: 'What do you see?'}"
+    ros2 topic echo /nano_llm/output/reply
+
+The newest frame joins the next prompt if it is younger than ``max_image_age`` (in the
+params file); frames between prompts are never added to the chat, so a 30 Hz camera does
+not grow it. Use ``start_camera:=false image_topic:=/my/camera/image_raw`` for a camera
+that is already running.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    """Return the launch description: the camera driver and the nano_llm node."""
+    share = get_package_share_directory('ros2_nano_llm')
+    args = [
+        DeclareLaunchArgument(
+            'model', default_value='llava-hf/llava-interleave-qwen-0.5b-hf',
+            description='a vision-language model (LLaVA family): directory or hub id'),
+        DeclareLaunchArgument('api', default_value='hf', description='backend'),
+        DeclareLaunchArgument(
+            'params_file', default_value=os.path.join(share, 'config', 'nano_llm.yaml'),
+            description='YAML file with the node parameters'),
+        DeclareLaunchArgument('namespace', default_value='', description='node namespace'),
+        DeclareLaunchArgument(
+            'image_topic', default_value='/image_raw', description='camera image topic'),
+        DeclareLaunchArgument(
+            'start_camera', default_value='true',
+            description='start v4l2_camera_node (the v4l2_camera package) on video_device'),
+        DeclareLaunchArgument(
+            'video_device', default_value='/dev/video0', description='V4L2 device'),
+    ]
+    camera = Node(
+        package='v4l2_camera',
+        executable='v4l2_camera_node',
+        name='camera',
+        output='screen',
+        parameters=[{'video_device': LaunchConfiguration('video_device'),
+                     'image_size': [640, 480]}],
+        remappings=[('image_raw', LaunchConfiguration('image_topic'))],
+        condition=IfCondition(LaunchConfiguration('start_camera')),
+    )
+    chat = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'nano_llm.launch.py')),
+        launch_arguments={
+            'model': LaunchConfiguration('model'),
+            'api': LaunchConfiguration('api'),
+            'params_file': LaunchConfiguration('params_file'),
+            'namespace': LaunchConfiguration('namespace'),
+            'image_topic': LaunchConfiguration('image_topic'),
+        }.items(),
+    )
+    return LaunchDescription(args + [camera, chat])

@@ -1,0 +1,21 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The ROS 2 side of ros2_nano_llm: the only package that imports rclpy.
+
+- ``node``: ``ChatLifecycleNode`` and ``main()`` (the ``nano_llm_node`` executable)
+- ``params``: the parameter table, declared with descriptors -> a frozen ``NodeConfig``
+- ``interfaces``: topic and service names, QoS, msg <-> chat conversions
+- ``worker``: the node's one worker thread and the chat session it drives (no rclpy)
+"""

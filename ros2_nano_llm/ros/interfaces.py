@@ -1,0 +1,106 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""What the node says on the wire: topic and service names, QoS, and msg <-> chat conversions."""
+
+from typing import Any, Dict, List, Optional
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
+
+from ..msg import ChatEntry, StreamToken
+from ..vision.convert import to_rgb_array
+
+# Private names (~/ = the node's own namespace), remappable as usual.
+INPUT_TEXT = '~/input/text'
+INPUT_IMAGE = '~/input/image'
+INPUT_IMAGE_COMPRESSED = '~/input/image/compressed'
+OUTPUT_TOKENS = '~/output/tokens'
+OUTPUT_STREAM = '~/output/stream'
+OUTPUT_REPLY = '~/output/reply'
+RESET = '~/reset'
+STOP = '~/stop'
+GET_HISTORY = '~/get_history'
+CALL_FUNCTION = '~/call_function'
+LIST_FUNCTIONS = '~/list_functions'
+DIAGNOSTICS = '/diagnostics'
+
+# Prompts and replies must not be lost; token pieces come fast, so keep many in flight.
+PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                        reliability=ReliabilityPolicy.RELIABLE)
+STREAM_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
+                        reliability=ReliabilityPolicy.RELIABLE)
+REPLY_QOS = PROMPT_QOS
+# Camera frames: best effort, newest only (also matches reliable publishers).
+IMAGE_QOS = qos_profile_sensor_data
+DIAGNOSTICS_QOS = 10
+
+try:  # the ROS 2 cv_bridge when the system has it; our converter otherwise
+    from cv_bridge import CvBridge
+    _BRIDGE: Optional[Any] = CvBridge()
+except Exception:  # noqa: BLE001 - missing, or a broken ROS 1 port from PyPI
+    _BRIDGE = None
+
+
+def frame_to_rgb(msg: Any) -> np.ndarray:
+    """
+    Return a sensor_msgs/Image or CompressedImage as an (H, W, 3) uint8 RGB array.
+
+    Raises ValueError saying what is wrong (a wrong ``step``, an unknown encoding, a
+    corrupt JPEG, ...).
+    """
+    if _BRIDGE is not None and hasattr(msg, 'encoding'):
+        try:
+            return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
+        except Exception:  # noqa: BLE001 - ours gives the clear error, or reads it after all
+            pass
+    return to_rgb_array(msg)
+
+
+def stream_token(stamp: Time, turn_id: int, index: int, text: str,
+                 eos: bool = False) -> StreamToken:
+    """Return one ``~/output/stream`` message."""
+    msg = StreamToken(turn_id=turn_id, token_index=index, text=text, eos=eos)
+    msg.header.stamp = stamp
+    return msg
+
+
+def chat_entries(history: Any) -> List[ChatEntry]:
+    """Return the entries of a ChatHistory as ChatEntry messages (call under ``history.lock``)."""
+    cached = history.cached_tokens()
+    entries = []
+    for message in history.messages:
+        end = message.start_token + message.num_tokens
+        entries.append(ChatEntry(
+            role=message.role, type=message.type, text=message.describe(),
+            num_tokens=int(message.num_tokens), cached=bool(0 < end <= cached)))
+    return entries
+
+
+def diagnostics(stamp: Time, name: str, hardware_id: str, level: bytes, message: str,
+                values: Dict[str, Any]) -> DiagnosticArray:
+    """Return a one-status DiagnosticArray with ``values`` as key/value strings."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f'{value:.6g}'
+    return str(value)

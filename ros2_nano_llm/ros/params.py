@@ -1,0 +1,221 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The node's parameters: one table, declared with descriptors, read into a frozen NodeConfig.
+
+Each parameter has a kind that says when a change takes effect:
+
+- ``live``: applied to the next reply (sampling settings, busy policy, image age, ...);
+  ``system_prompt`` also resets the chat.
+- ``reload``: needs the model or the chat to be built again (model, api, template, ...);
+  refused while a model is loaded (inactive or active), with the way out in the reason.
+- ``startup``: read once when the node starts (read-only afterwards).
+"""
+
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType)
+
+BUSY_POLICIES = ('queue', 'interrupt', 'drop')
+LIVE, RELOAD, STARTUP = 'live', 'reload', 'startup'
+
+_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default, meaning, allowed range and when a change applies."""
+
+    name: str
+    default: Any
+    description: str
+    kind: str = LIVE
+    low: Optional[float] = None
+    high: Optional[float] = None
+    constraints: str = ''
+
+    def descriptor(self) -> ParameterDescriptor:
+        """Build the ROS parameter descriptor: type, range and read-only flag."""
+        desc = ParameterDescriptor(
+            name=self.name, type=_TYPES[type(self.default)], description=self.description,
+            additional_constraints=self.constraints, read_only=self.kind == STARTUP)
+        if self.low is not None and isinstance(self.default, int) \
+                and not isinstance(self.default, bool):
+            desc.integer_range = [IntegerRange(from_value=int(self.low),
+                                               to_value=int(self.high), step=1)]
+        elif self.low is not None and isinstance(self.default, float):
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(self.low), to_value=float(self.high), step=0.0)]
+        return desc
+
+
+PARAMS: Tuple[ParamSpec, ...] = (
+    ParamSpec('model', 'default', "model directory, .gguf file, hub id, or 'default' (the "
+              'embedded SmolLM2-135M-Instruct)', RELOAD),
+    ParamSpec('api', 'hf', "backend: 'hf' (transformers), 'mlc', 'llama_cpp' when installed",
+              RELOAD),
+    ParamSpec('quantization', '', "backend quantization setting; '' for the model's own",
+              RELOAD),
+    ParamSpec('max_context_len', 0, "context window in tokens; 0 for the model's own", RELOAD,
+              0, 1 << 20),
+    ParamSpec('chat_template', '', "chat template name or JSON file; '' picks it from the model",
+              RELOAD),
+    ParamSpec('functions_file', '', "YAML list of bot functions -> ROS services; '' for none",
+              RELOAD),
+    ParamSpec('system_prompt', '', "system prompt; '' for the template's default. A change "
+              'resets the chat', LIVE),
+    ParamSpec('max_new_tokens', 128, 'most tokens in one reply', LIVE, 1, 8192),
+    ParamSpec('min_new_tokens', -1, 'fewest tokens in one reply before a stop token counts; '
+              '-1 for no minimum', LIVE, -1, 8192),
+    ParamSpec('do_sample', False, 'sample the next token (True) or pick the most likely one',
+              LIVE),
+    ParamSpec('temperature', 0.7, 'sampling temperature (> 0 when do_sample)', LIVE, 0.0, 10.0),
+    ParamSpec('top_p', 0.95, 'nucleus sampling mass, in (0, 1]', LIVE, 0.0, 1.0),
+    ParamSpec('repetition_penalty', 1.0, 'penalty on tokens already in the chat (> 0; 1.0 is '
+              'off)', LIVE, 0.0, 10.0),
+    ParamSpec('wrap_tokens', 0, 'when the chat overflows, keep about this many newest tokens; '
+              '0 for half the chat', LIVE, 0, 1 << 20),
+    ParamSpec('busy_policy', 'queue', 'a prompt that arrives during a reply: queue it, '
+              'interrupt the reply, or drop the prompt', LIVE,
+              constraints='one of: ' + ', '.join(BUSY_POLICIES)),
+    ParamSpec('max_queue', 4, "prompts waiting while busy (busy_policy 'queue'); more are "
+              'dropped', LIVE, 1, 1000),
+    ParamSpec('max_image_age', 5.0, 'seconds an image frame stays eligible to join the next '
+              'prompt; 0 ignores images', LIVE, 0.0, 86400.0),
+    ParamSpec('load_timeout', 900.0, 'seconds configure waits for the model to load', LIVE,
+              1.0, 86400.0),
+    ParamSpec('autostart', False, 'configure and activate on start', STARTUP),
+    ParamSpec('diagnostics_period', 1.0, 'seconds between /diagnostics messages (also sent '
+              'after each reply); 0 sends them only after replies', STARTUP, 0.0, 3600.0),
+)
+SPECS: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+SAMPLING = ('max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top_p',
+            'repetition_penalty')
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Every parameter of the node, as plain values (one immutable snapshot)."""
+
+    model: str = 'default'
+    api: str = 'hf'
+    quantization: str = ''
+    max_context_len: int = 0
+    chat_template: str = ''
+    functions_file: str = ''
+    system_prompt: str = ''
+    max_new_tokens: int = 128
+    min_new_tokens: int = -1
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.95
+    repetition_penalty: float = 1.0
+    wrap_tokens: int = 0
+    busy_policy: str = 'queue'
+    max_queue: int = 4
+    max_image_age: float = 5.0
+    load_timeout: float = 900.0
+    autostart: bool = False
+    diagnostics_period: float = 1.0
+
+    def sampling(self) -> Dict[str, Any]:
+        """Return the keyword arguments of ``NanoLLM.generate()`` that set the sampling."""
+        return {name: getattr(self, name) for name in SAMPLING}
+
+    def updated(self, values: Dict[str, Any]) -> 'NodeConfig':
+        """Return a copy with ``values`` (name -> value) changed, checked as a whole."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(values)
+        config = NodeConfig(**data)
+        problem = config.problem()
+        if problem:
+            raise ValueError(problem)
+        return config
+
+    def problem(self) -> str:
+        """Return what is wrong with this combination of values, or '' when it is fine."""
+        if self.busy_policy not in BUSY_POLICIES:
+            return (f"busy_policy must be one of {', '.join(BUSY_POLICIES)}; "
+                    f'got {self.busy_policy!r}')
+        if self.do_sample and self.temperature <= 0.0:
+            return 'temperature must be > 0 when do_sample is true'
+        if self.top_p <= 0.0:
+            return 'top_p must be > 0 (1.0 keeps every token)'
+        if self.repetition_penalty <= 0.0:
+            return 'repetition_penalty must be > 0 (1.0 turns it off)'
+        if not self.model.strip():
+            return "model must not be empty (use 'default' for the embedded SmolLM2)"
+        return ''
+
+
+# The dataclass and the table must name the same parameters.
+assert [f.name for f in fields(NodeConfig)] == [spec.name for spec in PARAMS]
+
+
+def declare(node: Any) -> NodeConfig:
+    """
+    Declare every parameter on ``node`` (overrides from --params-file apply); return them.
+
+    Raises ValueError naming the parameter when an override has the wrong type or range.
+    """
+    for spec in PARAMS:
+        try:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except Exception as error:  # noqa: BLE001 - rclpy raises several types; all mean this
+            raise ValueError(f"parameter '{spec.name}': {error}; expected a "
+                             f'{type(spec.default).__name__} like {spec.default!r}') from error
+    config = read(node)
+    problem = config.problem()
+    if problem:
+        raise ValueError(problem)
+    return config
+
+
+def read(node: Any) -> NodeConfig:
+    """Return the node's current parameter values as a NodeConfig."""
+    return NodeConfig(**{spec.name: node.get_parameter(spec.name).value for spec in PARAMS})
+
+
+def check_change(config: NodeConfig, changes: Iterable[Any], model_loaded: bool,
+                 state: str) -> Tuple[Optional[NodeConfig], str]:
+    """
+    Check a parameter change (rclpy ``Parameter`` objects) against the rules above.
+
+    Returns ``(new_config, '')`` when it may go ahead (``new_config`` is None when no
+    parameter of ours changed), or ``(None, reason)`` when it must be refused.
+    """
+    values: Dict[str, Any] = {}
+    for param in changes:
+        spec = SPECS.get(param.name)
+        if spec is None:
+            continue  # not ours (use_sim_time, qos overrides): rclpy's own rules apply
+        if spec.kind == RELOAD and model_loaded:
+            return None, (f"'{param.name}' needs the model to be loaded again and the node is "
+                          f'{state}: deactivate and clean up the node, set it, then configure '
+                          'again')
+        values[param.name] = param.value
+    if not values:
+        return None, ''
+    try:
+        return config.updated(values), ''
+    except (TypeError, ValueError) as error:
+        return None, str(error)
+
+
+def changed(old: NodeConfig, new: NodeConfig) -> List[str]:
+    """Return the names of the parameters whose values differ between two configs."""
+    return [f.name for f in fields(NodeConfig) if getattr(old, f.name) != getattr(new, f.name)]

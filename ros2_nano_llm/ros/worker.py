@@ -1,0 +1,404 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The node's one worker thread and the chat it drives (no rclpy here).
+
+``ChatWorker`` runs, in order, on its own thread: the model load at ``configure``, chat
+changes (reset, a new system prompt) and the replies to prompts. ROS callbacks only queue
+work and return; a reply is read from the model's ``StreamingResponse`` here and handed,
+piece by piece, to a sink (the node, which publishes). ``ChatSession`` is one model and
+its persistent ``ChatHistory``, and knows how one prompt becomes one reply.
+"""
+
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+import threading
+import time
+from typing import Any, Callable, Deque, Dict, Optional, Protocol, Tuple
+
+import numpy as np
+
+from .params import NodeConfig
+
+
+class PromptRejected(ValueError):
+    """A prompt the chat cannot take (empty, too long, ...); the history is unchanged."""
+
+
+@dataclass
+class Prompt:
+    """A user prompt as it arrived."""
+
+    text: str
+    received: float  # time.monotonic() at arrival
+
+
+@dataclass
+class Frame:
+    """A camera frame held for the next prompt."""
+
+    seq: int
+    image: np.ndarray
+    received: float
+
+
+class LatestFrame:
+    """The newest camera frame: each frame joins at most one prompt, and only while fresh."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._frame: Optional[Frame] = None
+        self._seq = 0
+
+    def put(self, image: np.ndarray, received: float) -> None:
+        """Keep ``image`` (an RGB array) as the newest frame, replacing the older one."""
+        with self._lock:
+            self._seq += 1
+            self._frame = Frame(self._seq, image, received)
+
+    def peek(self, max_age: float, now: float) -> Optional[Frame]:
+        """Return the newest frame if it is at most ``max_age`` seconds old, else None."""
+        with self._lock:
+            frame = self._frame
+        if frame is None or max_age <= 0.0 or now - frame.received > max_age:
+            return None
+        return frame
+
+    def consume(self, frame: Frame) -> None:
+        """Forget ``frame`` once it joined the chat (a newer frame stays)."""
+        with self._lock:
+            if self._frame is not None and self._frame.seq == frame.seq:
+                self._frame = None
+
+    def clear(self) -> None:
+        """Forget any held frame."""
+        with self._lock:
+            self._frame = None
+
+
+class Sink(Protocol):
+    """Where a reply goes (the node publishes it)."""
+
+    def piece(self, turn_id: int, index: int, text: str) -> None:
+        """Take one new piece of reply text."""
+
+    def finished(self, turn_id: int, pieces: int, text: str,
+                 stats: Optional[Dict[str, float]]) -> None:
+        """Take the end of a turn: the whole (maybe partial) text and the model's stats."""
+
+
+class ChatSession:
+    """One loaded model and its persistent chat history."""
+
+    def __init__(self, model: Any, history: Any, frames: LatestFrame, functions: Any = None):
+        self.model = model
+        self.history = history
+        self.frames = frames
+        self.functions = functions
+
+    @classmethod
+    def load(cls, config: NodeConfig, frames: LatestFrame, functions: Any = None
+             ) -> 'ChatSession':
+        """Load the model and build an empty chat as ``config`` says (blocks: worker thread)."""
+        from .. import ChatHistory, NanoLLM
+        model = NanoLLM.from_pretrained(
+            config.model, api=config.api, quantization=config.quantization or None,
+            max_context_len=config.max_context_len or None)
+        try:
+            history = ChatHistory(model, chat_template=config.chat_template or None,
+                                  system_prompt=config.system_prompt or None,
+                                  wrap_tokens=config.wrap_tokens or None)
+        except BaseException:
+            model.close()
+            raise
+        return cls(model, history, frames, functions)
+
+    def close(self) -> None:
+        """Free the model (and with it the chat's KV cache)."""
+        if self.model is not None:
+            self.model.close()
+        self.model = self.history = None
+
+    def reset(self) -> None:
+        """Clear the chat; the system prompt (and its cached state) stays."""
+        self.history.reset()
+
+    def set_system_prompt(self, text: str) -> None:
+        """Use ``text`` as the system prompt ('' for the template's default); resets the chat."""
+        with self.history.lock:
+            self.history.system_prompt = text or self.history.template.system_prompt
+
+    def set_wrap_tokens(self, wrap_tokens: int) -> None:
+        """Keep about ``wrap_tokens`` newest tokens when the chat overflows (0: half of it)."""
+        with self.history.lock:
+            self.history.wrap_tokens = wrap_tokens or self.history.max_tokens // 2
+
+    def start_turn(self, prompt: Prompt, config: NodeConfig) -> Tuple[Any, int]:
+        """
+        Add the prompt (and a fresh frame) to the chat and start the reply.
+
+        Returns ``(reply, added)``: the ``StreamingResponse`` and how many entries were
+        added. Raises PromptRejected (chat unchanged) when the prompt cannot be taken.
+        """
+        if not prompt.text.strip():
+            raise PromptRejected('empty prompt: there is nothing to answer')
+        history = self.history
+        with history.lock:
+            frame = None
+            if self.model.has_vision:
+                frame = self.frames.peek(config.max_image_age, time.monotonic())
+            added = 0
+            try:
+                if frame is not None:
+                    history.append('user', image=frame.image)
+                    added += 1
+                history.append('user', prompt.text)
+                added += 1
+                inputs, _ = history.embed_chat()
+                reply = self.model.generate(
+                    inputs, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
+                    functions=self.functions, **config.sampling())
+            except ValueError as error:
+                self._undo(added)
+                raise PromptRejected(str(error)) from error
+            except BaseException:
+                self._undo(added)
+                raise
+            if frame is not None:
+                self.frames.consume(frame)
+        return reply, added
+
+    def finish_turn(self, reply: Any, added: int) -> None:
+        """
+        Add the ended reply (complete, stopped or failed) to the chat as the bot's turn.
+
+        A failed reply is not added; the prompt is taken back so the chat stays as it was.
+        """
+        with self.history.lock:
+            if reply.error is not None or not reply.done:
+                self._undo(added)
+            else:
+                self.history.append('bot', reply)
+
+    def _undo(self, added: int) -> None:
+        if added:
+            self.history.pop(added)
+
+
+class ChatWorker:
+    """
+    The node's one worker thread: runs calls and prompts in order, one reply at a time.
+
+    Prompts arriving during a reply follow the busy policy: ``queue`` (at most
+    ``max_queue`` waiting), ``interrupt`` (stop the reply, drop waiting prompts) or
+    ``drop``. Calls (``call``/``post``) run before waiting prompts, never during a reply.
+    """
+
+    def __init__(self, sink: Sink, config: Callable[[], NodeConfig], logger: Any,
+                 name: str = 'nano_llm.worker'):
+        self.sink = sink
+        self.logger = logger
+        self.session: Optional[ChatSession] = None
+        self.turn_id = 0
+        self._config = config
+        self._cond = threading.Condition()
+        self._calls: Deque[Tuple[Callable[[], Any], Future]] = deque()
+        self._prompts: Deque[Prompt] = deque()
+        self._accepting = False
+        self._closing = False
+        self._busy = False
+        self._reply: Any = None
+        self._stop_turn = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    # ---- state ------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Return True while a prompt is being answered."""
+        return self._busy
+
+    @property
+    def queue_length(self) -> int:
+        """Return how many prompts wait for the current reply to end."""
+        return len(self._prompts)
+
+    # ---- calls ------------------------------------------------------------------------
+    def submit_call(self, fn: Callable[[], Any]) -> Future:
+        """Queue ``fn`` to run on the worker thread; return its Future."""
+        future: Future = Future()
+        with self._cond:
+            if self._closing:
+                future.set_exception(RuntimeError('the worker is shut down'))
+                return future
+            self._calls.append((fn, future))
+            self._cond.notify_all()
+        return future
+
+    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
+        """Run ``fn`` on the worker thread and return its result (bounded by ``timeout``)."""
+        return self.submit_call(fn).result(timeout=timeout)
+
+    def post(self, fn: Callable[[], Any], what: str) -> None:
+        """Run ``fn`` on the worker thread later; a failure is logged as ``what``."""
+        def report(future: Future) -> None:
+            if future.exception() is not None:
+                self.logger.error(f'{what} failed: {future.exception()}')
+        self.submit_call(fn).add_done_callback(report)
+
+    # ---- prompts ----------------------------------------------------------------------
+    def submit(self, prompt: Prompt) -> Tuple[bool, str]:
+        """
+        Queue a prompt as the busy policy says.
+
+        Returns ``(taken, note)``: the note says what happened to other work, or why the
+        prompt was not taken.
+        """
+        config = self._config()
+        with self._cond:
+            if not self._accepting or self.session is None:
+                return False, 'the node is not active'
+            note = ''
+            if self._busy or self._prompts:
+                if config.busy_policy == 'drop':
+                    return False, "busy with a reply and busy_policy is 'drop'"
+                if config.busy_policy == 'interrupt':
+                    dropped = self._clear_prompts()
+                    self._stop_current()
+                    note = f'interrupted turn {self.turn_id}' + (
+                        f', dropped {dropped} waiting prompts' if dropped else '')
+                elif len(self._prompts) >= config.max_queue:
+                    return False, f'{len(self._prompts)} prompts already wait (max_queue)'
+                else:
+                    note = f'queued, {len(self._prompts) + 1} waiting'
+            self._prompts.append(prompt)
+            self._cond.notify_all()
+            return True, note
+
+    def stop(self) -> Tuple[bool, int]:
+        """
+        Stop the reply being generated and drop waiting prompts.
+
+        Returns ``(a reply was running, prompts dropped)``.
+        """
+        with self._cond:
+            dropped = self._clear_prompts()
+            running = self._busy
+            self._stop_current()
+            return running, dropped
+
+    def pause(self) -> None:
+        """Stop taking prompts, stop the reply and drop waiting prompts (deactivate)."""
+        with self._cond:
+            self._accepting = False
+        self.stop()
+
+    def resume(self) -> None:
+        """Take prompts again (activate)."""
+        with self._cond:
+            self._accepting = True
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until no reply is running; return True if idle."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy, timeout=timeout)
+
+    def close(self, timeout: float) -> bool:
+        """Stop everything and end the thread; return True if it ended within ``timeout``."""
+        with self._cond:
+            self._closing = True
+            self._accepting = False
+            self._clear_prompts()
+            self._stop_current()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _clear_prompts(self) -> int:
+        dropped = len(self._prompts)
+        self._prompts.clear()
+        return dropped
+
+    def _stop_current(self) -> None:
+        # under self._cond; a reply still in prefill is stopped as soon as it starts
+        if self._busy:
+            self._stop_turn = True
+            if self._reply is not None:
+                self._reply.stop()
+
+    # ---- the thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._calls or self._closing or (
+                    self._accepting and self._prompts))
+                if self._closing:
+                    for _, future in self._calls:
+                        future.set_exception(RuntimeError('the worker is shut down'))
+                    self._calls.clear()
+                    return
+                if self._calls:
+                    fn, future = self._calls.popleft()
+                    prompt = None
+                else:
+                    prompt = self._prompts.popleft()
+                    self._busy, self._stop_turn, self._reply = True, False, None
+            if prompt is None:
+                self._run_call(fn, future)
+                continue
+            try:
+                self._answer(prompt)
+            except PromptRejected as error:
+                self.logger.warning(f'prompt rejected, chat unchanged: {error}')
+            except Exception as error:  # noqa: BLE001 - the worker must outlive a bad turn
+                self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: '
+                                  f'{error}')
+            finally:
+                with self._cond:
+                    self._busy, self._reply = False, None
+                    self._cond.notify_all()
+
+    @staticmethod
+    def _run_call(fn: Callable[[], Any], future: Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as error:  # noqa: B902 - handed to the caller through the Future
+            future.set_exception(error)
+
+    def _answer(self, prompt: Prompt) -> None:
+        session = self.session
+        reply, added = session.start_turn(prompt, self._config())
+        with self._cond:
+            self.turn_id += 1
+            turn_id = self.turn_id
+            self._reply = reply
+            if self._stop_turn:
+                reply.stop()
+        pieces, error = 0, None
+        try:
+            for text in reply:
+                self.sink.piece(turn_id, pieces, text)
+                pieces += 1
+        except (RuntimeError, TimeoutError) as failure:
+            reply.stop()
+            error = failure
+        session.finish_turn(reply, added)
+        stats = dict(session.model.stats) if error is None else None
+        self.sink.finished(turn_id, pieces, reply.text if error is None else '', stats)
+        if error is not None:
+            raise error

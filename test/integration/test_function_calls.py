@@ -1,0 +1,100 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Function calls detected in the streaming reply run, their results join the chat, cache exact.
+
+A tiny random model cannot choose to call a function, so the reply is steered with
+``reply_prefix`` (text the reply starts with, run through the same detection as model output).
+"""
+
+import json
+
+from chat_helpers import assert_cache_exact, recompute, reply
+from ros2_nano_llm import bot_function, BotFunctions, ChatHistory
+
+CALLS = []
+
+
+@bot_function
+def ROBOT_SPEED(speed: float) -> str:
+    """Set the robot's speed in m/s."""
+    CALLS.append(speed)
+    return f'speed set to {speed}'
+
+
+def test_python_style_call_runs_inline_and_cache_stays_exact(tiny_llama):
+    CALLS.clear()
+    functions = [BotFunctions.find('ROBOT_SPEED')]
+    history = ChatHistory(tiny_llama, tools=functions)
+    assert 'ROBOT_SPEED(speed: float)' in history[0].content  # docs in the system prompt
+    history.append('user', 'Go slowly.')
+    new, _ = history.embed_chat()
+    out = tiny_llama.generate(new, kv_cache=history.kv_cache, functions=functions,
+                              reply_prefix='Okay. ROBOT_SPEED(0.5)', max_new_tokens=8,
+                              stop_tokens=history.stop_tokens)
+    text = ''.join(out)
+    assert text.startswith('Okay. ROBOT_SPEED(0.5) -> speed set to 0.5')
+    assert CALLS == [0.5] and len(out.calls) == 1
+    history.append('bot', out)
+    assert len(history) == 3  # inline: one bot entry
+    history.append('user', 'Thanks.')
+    expected = recompute(tiny_llama, history)
+    assert reply(tiny_llama, history) == expected
+    assert_cache_exact(tiny_llama, history)
+
+
+def test_template_call_becomes_tool_response_turn(tiny_llama):
+    CALLS.clear()
+    functions = [BotFunctions.find('ROBOT_SPEED')]
+    history = ChatHistory(tiny_llama, chat_template='chat-ml-tools', tools=functions)
+    history.append('user', 'Go fast.')
+    new, _ = history.embed_chat()
+    call = '<tool_call>{"name": "ROBOT_SPEED", "arguments": {"speed": 2}}</tool_call>'
+    out = tiny_llama.generate(new, kv_cache=history.kv_cache, functions=functions,
+                              template=history.template, reply_prefix=call, max_new_tokens=6,
+                              stop_tokens=history.stop_tokens)
+    out.wait()
+    assert CALLS == [2.0]
+    history.append('bot', out)
+    roles = [m.role for m in history]
+    assert roles == ['system', 'user', 'bot', 'tool_response', 'bot']
+    assert history[2].content == call
+    expected_result = {'name': 'ROBOT_SPEED', 'content': 'speed set to 2.0'}
+    assert json.loads(history[3].content) == expected_result
+    # the split entries render to exactly the tokens the cache holds
+    assert_cache_exact(tiny_llama, history)
+    history.append('user', 'And now?')
+    expected = recompute(tiny_llama, history)
+    assert reply(tiny_llama, history) == expected
+
+
+def test_bad_calls_give_the_model_an_error_text(tiny_llama):
+    functions = [BotFunctions.find('ROBOT_SPEED')]
+    for prefix, error in [('ROBOT_SPEED("fast", 3)', 'bad arguments'),
+                          ('ROBOT_SPEED(__import__("os").system("true"))', 'error'),
+                          ('<tool_call>{"name": "FLY", "arguments": {}}</tool_call>',
+                           "unknown function 'FLY'"),
+                          ('<tool_call>{"name": </tool_call>', 'error')]:
+        out = tiny_llama.generate('Hi', functions=functions, reply_prefix=prefix,
+                                  max_new_tokens=3)
+        out.wait()
+        assert out.calls and error in out.calls[0].result, (prefix, out.calls[0].result)
+        assert out.error is None
+
+
+def test_run_tools_appends_results(tiny_llama):
+    history = ChatHistory(tiny_llama, chat_template='chat-ml-tools')
+    history.append('user', 'What date is it?')
+    results = history.run_tools('Let me check: DATE()', tools=[BotFunctions.find('DATE')])
+    assert len(results) == 1 and history[-1].role == 'tool_response'
+    assert history[-1].content == results[0]

@@ -1,0 +1,145 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+launch_testing suite: nano_llm.launch.py brings the node to active, it replies, it cleans up.
+
+Run on a full ROS 2 install (after colcon build and sourcing the install)::
+
+    launch_test test/launch/test_nano_llm_launch.py
+
+The model is the embedded SmolLM2 unless NANO_LLM_LAUNCH_TEST_MODEL names another. Under
+plain pytest without ``launch_testing`` (the PyPI ROS wheels have none) the module skips.
+"""
+
+import os
+import threading
+import time
+import unittest
+
+import pytest
+
+try:
+    from ament_index_python.packages import get_package_share_directory
+    from launch import LaunchDescription
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    import launch_testing
+    import launch_testing.actions
+    import launch_testing.asserts
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    import rclpy
+    from std_msgs.msg import String
+except ImportError as error:
+    pytest.skip(f'launch_testing is not importable ({error}); this suite runs with '
+                '`launch_test test/launch/test_nano_llm_launch.py` on a full ROS 2 install',
+                allow_module_level=True)
+
+NAMESPACE = 'launch_test'
+NODE = f'/{NAMESPACE}/nano_llm'
+MODEL = os.environ.get('NANO_LLM_LAUNCH_TEST_MODEL', 'default')
+TIMEOUT_S = 300.0  # the first load of the default model converts its GGUF once
+
+
+@pytest.mark.launch_test
+def generate_test_description():
+    """Launch nano_llm.launch.py (autostart) with the test parameters."""
+    share = get_package_share_directory('ros2_nano_llm')
+    chat = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'nano_llm.launch.py')),
+        launch_arguments={
+            'model': MODEL,
+            'params_file': os.path.join(share, 'config', 'nano_llm_tiny.yaml'),
+            'namespace': NAMESPACE,
+        }.items())
+    return LaunchDescription([chat, launch_testing.actions.ReadyToTest()])
+
+
+class TestNanoLlmLaunch(unittest.TestCase):
+    """The launched node goes active, answers a prompt, then deactivates and cleans up."""
+
+    @classmethod
+    def setUpClass(cls):
+        """Start a client node spinning in the background."""
+        rclpy.init()
+        cls.node = rclpy.create_node('nano_llm_launch_test')
+        cls.executor = rclpy.executors.SingleThreadedExecutor()
+        cls.executor.add_node(cls.node)
+        cls.spinner = threading.Thread(target=cls.executor.spin, daemon=True)
+        cls.spinner.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        """Stop the client."""
+        cls.executor.shutdown(timeout_sec=5.0)
+        cls.node.destroy_node()
+        rclpy.shutdown()
+
+    def _call(self, srv_type, name, request, timeout=60.0):
+        client = self.node.create_client(srv_type, f'{NODE}/{name}')
+        try:
+            self.assertTrue(client.wait_for_service(timeout_sec=timeout), name)
+            done = threading.Event()
+            future = client.call_async(request)
+            future.add_done_callback(lambda _: done.set())
+            self.assertTrue(done.wait(timeout), f'{name} did not answer')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def _state(self):
+        return self._call(GetState, 'get_state', GetState.Request()).current_state.label
+
+    def _transition(self, transition_id):
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return self._call(ChangeState, 'change_state', request).success
+
+    def test_1_active_and_replies(self, proc_output):
+        """The launch file configures and activates the node; a prompt gets a reply."""
+        proc_output.assertWaitFor('active: listening on', timeout=TIMEOUT_S)
+        self.assertEqual(self._state(), 'active')
+        replies = []
+        got = threading.Event()
+        self.node.create_subscription(
+            String, f'{NODE}/output/reply', lambda msg: (replies.append(msg.data), got.set()),
+            10)
+        publisher = self.node.create_publisher(String, f'{NODE}/input/text', 10)
+        deadline = time.monotonic() + 20.0
+        while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # let discovery settle on the node's side too
+        publisher.publish(String(data='Hello! What is the capital of France?'))
+        self.assertTrue(got.wait(120.0), 'no reply on ~/output/reply')
+        self.assertTrue(replies[0].strip(), 'the reply is empty')
+
+    def test_2_deactivate_and_cleanup(self, proc_output):
+        """Deactivate and cleanup succeed and are logged; the node is unconfigured after."""
+        self.assertTrue(self._transition(Transition.TRANSITION_DEACTIVATE))
+        proc_output.assertWaitFor('inactive: replies stopped, chat kept', timeout=30)
+        self.assertTrue(self._transition(Transition.TRANSITION_CLEANUP))
+        proc_output.assertWaitFor('cleaned up: model freed', timeout=30)
+        self.assertEqual(self._state(), 'unconfigured')
+        # a transition that does not exist from here fails without harming the node
+        self.assertFalse(self._transition(Transition.TRANSITION_ACTIVATE))
+        self.assertEqual(self._state(), 'unconfigured')
+
+
+@launch_testing.post_shutdown_test()
+class TestNanoLlmShutdown(unittest.TestCase):
+    """The node exits cleanly when launch stops it."""
+
+    def test_exit_code(self, proc_info):
+        """Exit code 0 after SIGINT."""
+        launch_testing.asserts.assertExitCodes(proc_info)
