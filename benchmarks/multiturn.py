@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Multi-turn chat speed: the KV cache kept across turns vs recomputing the chat each turn.
+"""
+Multi-turn chat speed: the KV cache kept across turns vs recomputing the chat each turn.
 
 Measured in one run on the same model and chat:
 

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""ros2_nano_llm: a local, multi-turn, multimodal LLM chat for ROS 2 robots.
+"""
+ros2_nano_llm: a local, multi-turn, multimodal LLM chat for ROS 2 robots.
 
 The library imports without ROS::
 

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""One generation: prefill the new input into the cache, then decode token by token.
+"""
+One generation: prefill the new input into the cache, then decode token by token.
 
 Runs on the model's worker thread. Every position the backend computes is recorded in
 ``cache.keys`` as it happens, so a reply that ends early (stop token, ``stop()``, length,

@@ -48,7 +48,8 @@ class NanoLLM:
     @staticmethod
     def from_pretrained(model: str, api: Optional[str] = None, quantization: Optional[str] = None,
                         max_context_len: Optional[int] = None, **kwargs) -> 'NanoLLM':
-        """Load ``model``: a local directory, a .gguf file, a hub id, or ``'default'``.
+        """
+        Load ``model``: a local directory, a .gguf file, a hub id, or ``'default'``.
 
         ``api`` picks the backend (``'hf'`` when None). ``max_context_len`` caps the context
         window; other keyword arguments go to the backend.
@@ -111,7 +112,8 @@ class NanoLLM:
                  template: Any = None, reply_prefix: Optional[str] = None,
                  seed: Optional[int] = None, timeout: Optional[float] = 300.0,
                  **kwargs) -> Union[StreamingResponse, str]:
-        """Generate a reply to ``inputs`` after what ``kv_cache`` holds.
+        """
+        Generate a reply to ``inputs`` after what ``kv_cache`` holds.
 
         ``inputs`` is text, token ids or an ``Inputs`` (from ``ChatHistory.embed_chat()``).
         ``functions`` (bot functions) run when the reply calls them; their results are fed

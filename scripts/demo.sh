@@ -13,7 +13,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 #
-# The main job in one command: set up, then a scripted turn with the embedded SmolLM2-135M.
+# The main job in one command: set up, then two scripted turns of one chat (the second reuses
+# the first's KV cache) with the embedded SmolLM2-135M.
 #   bash scripts/demo.sh                         # the default question
 #   bash scripts/demo.sh --max-new-tokens 64     # more options of python3 -m ros2_nano_llm.chat
 #   bash scripts/demo.sh --prompt 'Hi!' --prompt 'And again?'   # your own turns instead
@@ -26,7 +27,8 @@ bash "$ROOT/scripts/setup.sh"
 source "$ROOT/scripts/env.sh"
 # -P: never put the current directory on sys.path (in the repository root the source tree, which
 # has no generated msg/ and srv/, would shadow the install).
-default_prompt=(--prompt 'What is ROS 2, in one sentence?')
+default_prompt=(--prompt 'What is a robot? Answer in two sentences.'
+                --prompt 'Name three robots from movies.' --repetition-penalty 1.1 --print-stats)
 for arg in "$@"; do
   case "$arg" in --prompt|--prompt=*) default_prompt=() ;; esac
 done

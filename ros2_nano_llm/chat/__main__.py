@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The terminal chat: ``python3 -m ros2_nano_llm.chat --api hf --model default``.
+"""
+The terminal chat: ``python3 -m ros2_nano_llm.chat --api hf --model default``.
 
 Type a message and press enter. ``/reset`` clears the chat; an image path (vision models)
 joins the chat and the next line asks about it; ``/quit`` or Ctrl-D ends. ``--prompt`` runs

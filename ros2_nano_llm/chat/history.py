@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""ChatHistory: the messages of one chat, its template and the KV cache that holds it.
+"""
+ChatHistory: the messages of one chat, its template and the KV cache that holds it.
 
 Before each reply the chat is rendered to keys and compared with the keys the KV cache
 holds; the cache is cropped to their common prefix and only the rest is prefilled. That one
@@ -82,7 +83,8 @@ class ChatHistory:
 
     # ---- adding ------------------------------------------------------------------------
     def append(self, role: str = 'user', msg: Any = None, **kwargs) -> ChatMessage:
-        """Add an entry: text, an image (``image=``), a ``ChatMessage`` or a finished reply.
+        """
+        Add an entry: text, an image (``image=``), a ``ChatMessage`` or a finished reply.
 
         ``history.append('bot', reply)`` adopts the reply's generated tokens and KV cache.
         """
@@ -184,7 +186,8 @@ class ChatHistory:
         return removed
 
     def remove(self, start: int, stop: Optional[int] = None) -> None:
-        """Remove entries ``start`` (inclusive) to ``stop`` (exclusive); ``stop=None`` removes one.
+        """
+        Remove entries ``start`` (inclusive) to ``stop`` (exclusive); ``stop=None`` removes one.
 
         ``remove(-2, 0)`` removes the last two. The KV cache is cut where the first removed
         entry began; what follows is prefilled again on the next reply.
@@ -205,7 +208,8 @@ class ChatHistory:
 
     def reset(self, system_prompt: bool = True, use_cache: bool = True,
               wrap_tokens: Optional[int] = None) -> None:
-        """Clear the chat, then add the system prompt; the cached system prompt is reused.
+        """
+        Clear the chat, then add the system prompt; the cached system prompt is reused.
 
         With ``wrap_tokens`` the newest entries (up to that many tokens, from a user turn)
         are kept.
@@ -252,7 +256,8 @@ class ChatHistory:
 
     def embed_chat(self, use_cache: bool = True, max_tokens: Optional[int] = None,
                    wrap_tokens: Optional[int] = None, **kwargs) -> Tuple[Any, int]:
-        """Return ``(new_input, position)``: what the KV cache lacks, and where it starts.
+        """
+        Return ``(new_input, position)``: what the KV cache lacks, and where it starts.
 
         ``new_input`` is a token-id array for text chats, or an ``Inputs`` when images are
         in it; pass it to ``model.generate(new_input, kv_cache=history.kv_cache)``. With
@@ -316,7 +321,8 @@ class ChatHistory:
 
     def run_tools(self, message: Union[ChatMessage, str], tools: Any = None,
                   append: bool = True) -> Optional[List[str]]:
-        """Run the function calls in ``message``'s text; return their results.
+        """
+        Run the function calls in ``message``'s text; return their results.
 
         With ``append`` the results join the chat: one ``tool_response`` entry per
         template-style call, and python-style results as one ``tool_response`` entry too.

@@ -30,7 +30,8 @@ def normalize_role(role: str) -> str:
 
 
 class ChatMessage:
-    """A chat entry: ``text``, an ``image``, or other content passed by keyword.
+    """
+    A chat entry: ``text``, an ``image``, or other content passed by keyword.
 
     ``tokens`` (content token ids) and ``embedding`` may be given when already known: a bot
     reply keeps the exact ids the model generated, so it is never re-tokenized.

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Render chat messages into model input: template text around each message's content.
+"""
+Render chat messages into model input: template text around each message's content.
 
 The template decides the text around each message (``ChatTemplate.affixes``): consecutive
 messages of one role form one turn (an image then its question), so the role's prefix goes

@@ -21,7 +21,8 @@ _END = object()
 
 
 class StreamingResponse:
-    """The reply of ``NanoLLM.generate()``, filled token by token from the worker thread.
+    """
+    The reply of ``NanoLLM.generate()``, filled token by token from the worker thread.
 
     Iterating yields each new piece of text as soon as it decodes cleanly: a piece never
     ends inside a multi-byte character, and the pieces concatenate to ``.text``.

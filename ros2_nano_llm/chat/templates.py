@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-r"""Chat templates: the text that wraps each message of a chat for a given model.
+r"""
+Chat templates: the text that wraps each message of a chat for a given model.
 
 A template is a dict with one entry per role (``system``, ``user``, ``bot`` and optionally
 ``first``, ``tool_response``, ...), each a string holding one ``${MESSAGE}`` placeholder, plus
@@ -204,7 +205,8 @@ def _canonical_role(role: str) -> str:
 
 
 class ChatTemplate:
-    """One chat template: a prefix and suffix around the text of each role's messages.
+    """
+    One chat template: a prefix and suffix around the text of each role's messages.
 
     Build one from a template dict (see the module docstring), with :func:`get_template`, or
     with :meth:`from_json` / :meth:`from_tokenizer`. ``roles`` maps each role name to its
@@ -267,7 +269,8 @@ class ChatTemplate:
         return _canonical_role(role) in self.roles
 
     def split(self, role: str, first: bool = False) -> Tuple[str, str]:
-        """Return ``(prefix, suffix)``: the text before and after ``${MESSAGE}`` for ``role``.
+        """
+        Return ``(prefix, suffix)``: the text before and after ``${MESSAGE}`` for ``role``.
 
         With ``first=True`` a ``user`` turn uses the template's ``first`` entry if it has one
         (other roles ignore ``first``). Raises ValueError for a role the template lacks.
@@ -283,7 +286,8 @@ class ChatTemplate:
         return prefix, suffix
 
     def generation_prompt(self) -> str:
-        """Return the text that opens the model's reply (the ``bot`` prefix).
+        """
+        Return the text that opens the model's reply (the ``bot`` prefix).
 
         Most built-ins open the reply at the end of the ``user`` template already (as NanoLLM
         does), so for them this is empty.
@@ -291,7 +295,8 @@ class ChatTemplate:
         return self.split('bot')[0]
 
     def affixes(self, roles: Sequence[str]) -> List[Optional[Tuple[str, str]]]:
-        """Return the ``(prefix, suffix)`` to put around each message of a chat.
+        """
+        Return the ``(prefix, suffix)`` to put around each message of a chat.
 
         ``roles`` lists the role of each message in order. The rules of the module docstring
         apply: runs of one role share one prefix and one suffix, ``first`` wraps the first user
@@ -321,7 +326,8 @@ class ChatTemplate:
 
     def format(self, messages: Iterable[Message],  # noqa: A003 (NanoLLM's name)
                add_generation_prompt: bool = True) -> str:
-        """Render a chat as plain text.
+        """
+        Render a chat as plain text.
 
         ``messages`` holds ``(role, text)`` pairs or ``{'role': ..., 'content': ...}`` dicts.
         With ``add_generation_prompt`` the :meth:`generation_prompt` is appended. The chat
@@ -350,7 +356,8 @@ class ChatTemplate:
 
     @classmethod
     def from_json(cls, path: Union[str, os.PathLike]) -> 'ChatTemplate':
-        """Load a template from a JSON file holding a template dict.
+        """
+        Load a template from a JSON file holding a template dict.
 
         The name defaults to the file name without ``.json``. Raises ValueError if the file is
         missing, is not valid JSON, or lacks ``user``/``bot`` templates with ``${MESSAGE}``.
@@ -376,7 +383,8 @@ class ChatTemplate:
     def from_tokenizer(cls, chat_template_jinja: str, bos_token: Optional[str] = None,
                        eos_token: Optional[str] = None,
                        name: str = 'tokenizer') -> 'ChatTemplate':
-        """Derive a template from a Hugging Face jinja chat template.
+        """
+        Derive a template from a Hugging Face jinja chat template.
 
         The jinja is rendered (with HF's conventions) on short chats whose messages are
         sentinel strings; the text around each sentinel gives the ``system``, ``user`` (and
@@ -477,7 +485,8 @@ def _jinja_renderer(chat_template: str, bos_token: Optional[str], eos_token: Opt
 
 
 def _split_rendering(render, chat) -> List[Tuple[str, str]]:
-    """Return the (prefix, suffix) of each message of ``chat`` in ``render``'s output.
+    """
+    Return the (prefix, suffix) of each message of ``chat`` in ``render``'s output.
 
     A message's suffix is what follows it when it is the last message; its prefix is the rest
     of the text up to it. Raises ValueError if the renderings don't line up that way.
@@ -528,7 +537,8 @@ def template_names() -> List[str]:
 
 def detect_template(model_name: str = '', model_type: str = '',
                     tokenizer_chat_template: Optional[str] = None) -> Optional[str]:
-    """Return the built-in template name that fits a model, or None if none clearly does.
+    """
+    Return the built-in template name that fits a model, or None if none clearly does.
 
     Looks at the model's name (or path) and HF ``model_type`` first, as NanoLLM does, then at
     the markers in the tokenizer's own jinja chat template.
@@ -585,7 +595,8 @@ def get_template(spec: Union[None, str, os.PathLike, Mapping[str, Any], ChatTemp
                  tokenizer_chat_template: Optional[str] = None,
                  bos_token: Optional[str] = None,
                  eos_token: Optional[str] = None) -> ChatTemplate:
-    """Return the chat template that ``spec`` names, or the one that fits the model.
+    """
+    Return the chat template that ``spec`` names, or the one that fits the model.
 
     ``spec`` is a ChatTemplate (returned as is), a template dict, a built-in name, or the
     path of a JSON template file. ``None``, ``''`` or ``'auto'`` pick one for the model: a

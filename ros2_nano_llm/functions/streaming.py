@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Run the bot functions a reply calls while it streams, and feed their results back.
+"""
+Run the bot functions a reply calls while it streams, and feed their results back.
 
 The generation loop calls the hook after each token. When a call completes, the hook runs
 it and returns the token ids to inject: the result inline (`` -> RESULT``) for python-style

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The backend interface, the prompt input type and the KV cache record.
+"""
+The backend interface, the prompt input type and the KV cache record.
 
 A backend is stateless between calls: the caller owns the cache and passes it in,
 the way ``past_key_values`` works in transformers.
@@ -46,7 +47,8 @@ class ModelConfig:
 
 @dataclass
 class Inputs:
-    """Prompt input to prefill: segments plus one cache key per position.
+    """
+    Prompt input to prefill: segments plus one cache key per position.
 
     Keys identify what sits at each KV position: a token id for text, or a unique
     tuple for each position of an embedding, so a cache can tell exactly how much of
@@ -133,7 +135,8 @@ class Backend(Protocol):
 
 
 class KVCache:
-    """A backend cache state plus the key of every position it holds.
+    """
+    A backend cache state plus the key of every position it holds.
 
     ``len(cache)`` is the number of positions held; it is recorded here, never
     worked out from tensor contents.

@@ -11,20 +11,26 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The llama.cpp backend: GGUF models run in-process through ``llama-cpp-python``.
+"""
+The llama.cpp backend: GGUF models run in-process through ``llama-cpp-python``.
 
 A llama context holds one KV cache (sequence 0), while the chat layer may keep several
 caches alive (a chat, a one-off prompt, a recompute). Each cache is a small handle; the
 handle that last ran owns the context. Switching to another handle saves the owner's
 sequence state into its handle (``llama_state_seq_get_data``) and restores the new one's,
 so every handle behaves like a cache of its own, bit for bit.
+
+llama.cpp computes a lone token (a decode step) slightly differently from the same token in a
+batch of two or more, while batches of any size >= 2 agree bit for bit. A recompute of the
+chat prefills it in batches, so the positions a reply decoded one at a time are run again,
+batched with the next prefill; the cache then holds exactly what a recompute would.
 """
 
 import ctypes
 import inspect
 import logging
 import os
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 import weakref
 
 import numpy as np
@@ -39,19 +45,22 @@ DEFAULT_N_CTX = 4096  # when neither n_ctx nor max_context_len is given (capped 
 
 
 class LlamaCppCache:
-    """One KV cache on a llama context: how many positions it holds, and its saved state.
+    """
+    One KV cache on a llama context: the tokens it holds, and its saved state.
 
+    Positions ``[0, batched)`` were computed in batches; later ones by decode steps.
     ``saved`` holds the sequence's state bytes while another handle owns the context.
     """
 
-    __slots__ = ('length', 'saved', '__weakref__')
+    __slots__ = ('tokens', 'batched', 'saved', '__weakref__')
 
     def __init__(self):
-        self.length = 0
+        self.tokens: List[int] = []
+        self.batched = 0
         self.saved: Optional[ctypes.Array] = None
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.tokens)
 
 
 class LlamaCppBackend:
@@ -76,7 +85,8 @@ class LlamaCppBackend:
              max_context_len: Optional[int] = None, n_ctx: Optional[int] = None,
              n_threads: Optional[int] = None, n_gpu_layers: Optional[int] = None,
              n_batch: int = 512, **kwargs) -> 'LlamaCppBackend':
-        """Load a GGUF file into a llama.cpp context.
+        """
+        Load a GGUF file into a llama.cpp context.
 
         ``n_ctx`` (else ``max_context_len``, else the model's limit up to 4096) sizes the KV
         cache; ``n_threads`` defaults to every CPU this process may use; ``n_gpu_layers``
@@ -160,9 +170,10 @@ class LlamaCppBackend:
     def crop(self, cache: LlamaCppCache, length: int) -> None:
         """Drop every cached position from ``length`` on."""
         length = max(0, int(length))
-        if length >= cache.length:
+        if length >= len(cache.tokens):
             return
-        cache.length = length
+        del cache.tokens[length:]
+        cache.batched = min(cache.batched, length)
         if self._owns(cache):
             self._ctx.kv_cache_seq_rm(0, length, -1)
         elif length == 0:
@@ -176,16 +187,16 @@ class LlamaCppBackend:
         if self._owns(cache):
             return
         owner = self._owner() if self._owner is not None else None
-        if owner is not None and owner.length > 0:
+        if owner is not None and owner.tokens:
             owner.saved = self._save()
         self._ctx.kv_cache_seq_rm(0, 0, -1)
-        if cache.length > 0:
+        if cache.tokens:
             if cache.saved is None:
                 raise RuntimeError('llama_cpp cache handle lost its state')  # internal invariant
             if not self._lib.llama_state_seq_set_data(self._ctx.ctx, cache.saved,
                                                       len(cache.saved), 0):
                 raise RuntimeError('llama.cpp could not restore a saved KV cache')
-            self._ctx.kv_cache_seq_rm(0, cache.length, -1)  # it may have been cropped since
+            self._ctx.kv_cache_seq_rm(0, len(cache.tokens), -1)  # it may be cropped since
         cache.saved = None
         self._owner = weakref.ref(cache)
 
@@ -205,8 +216,16 @@ class LlamaCppBackend:
         if not tokens:
             raise ValueError('nothing to prefill')
         self._position(cache, start, len(tokens))
-        for i in range(0, len(tokens), self._n_batch):
-            self._run(tokens[i:i + self._n_batch], cache)
+        # decode-step positions are run again in this batch (see the module docstring)
+        begin = cache.batched
+        if start - begin + len(tokens) == 1 and begin > 0:
+            begin -= 1  # never a lone token: batch it with the one before
+        tokens = cache.tokens[begin:] + tokens
+        self.crop(cache, begin)
+        for chunk in _chunks(tokens, self._n_batch):
+            self._run(chunk, cache)
+        if len(tokens) > 1:
+            cache.batched = len(cache.tokens)
         return self._last_logits()
 
     def decode_step(self, token: int, cache: LlamaCppCache, pos: int) -> torch.Tensor:
@@ -218,24 +237,35 @@ class LlamaCppBackend:
     def _position(self, cache: LlamaCppCache, start: int, count: int) -> None:
         # the caller's record of the cache decides; a shorter record (an aborted step) wins
         self._claim(cache)
-        if start < cache.length:
+        if start < len(cache.tokens):
             self.crop(cache, start)
-        elif start > cache.length:
-            raise RuntimeError(f'the llama_cpp cache holds {cache.length} positions, cannot '
-                               f'continue at {start}')  # internal invariant
+        elif start > len(cache.tokens):
+            raise RuntimeError(f'the llama_cpp cache holds {len(cache.tokens)} positions, '
+                               f'cannot continue at {start}')  # internal invariant
         if start + count > self.config.max_context_len:
             raise ValueError(f'{start + count} positions do not fit n_ctx='
                              f'{self.config.max_context_len}; wrap the chat or raise n_ctx')
 
     def _run(self, tokens: List[int], cache: LlamaCppCache) -> None:
-        self._batch.set_batch(tokens, cache.length, False)  # logits for the last token only
+        self._batch.set_batch(tokens, len(cache.tokens), False)  # logits of the last only
         self._ctx.decode(self._batch)
-        cache.length += len(tokens)
+        cache.tokens.extend(tokens)
 
     def _last_logits(self) -> torch.Tensor:
         ptr = self._lib.llama_get_logits_ith(self._ctx.ctx, -1)
         logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))  # (V,) view of llama's buffer
         return torch.from_numpy(logits.copy())  # (V,)
+
+
+def _chunks(tokens: List[int], size: int) -> Iterator[List[int]]:
+    """Split ``tokens`` into batches of at most ``size``, none of one token (unless all is)."""
+    i = 0
+    while i < len(tokens):
+        n = min(size, len(tokens) - i)
+        if len(tokens) - i - n == 1 and n > 2:
+            n -= 1  # leave two for the last batch, not one
+        yield tokens[i:i + n]
+        i += n
 
 
 def _import_llama_cpp():

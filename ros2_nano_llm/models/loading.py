@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Finding model files: the embedded default, GGUF files, local directories, hub ids.
+"""
+Finding model files: the embedded default, GGUF files, local directories, hub ids.
 
 A GGUF file loaded with transformers is converted to float weights once (about 30 s for
 SmolLM2 on two cores) and the result is kept in the conversion cache, so later loads take

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tiny random-weight models built from configs, for tests and benchmarks (no hub needed).
+"""
+Tiny random-weight models built from configs, for tests and benchmarks (no hub needed).
 
 They share the embedded SmolLM2 tokenizer, so their chats use real text and templates.
 """

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tiny random-weight LLaVA checkpoints for tests: real transformers classes, no download.
+"""
+Tiny random-weight LLaVA checkpoints for tests: real transformers classes, no download.
 
 ``build_tiny_llava(out_dir)`` saves a LLaVA 1.5 model (CLIP vision tower, Llama text
 model, the SmolLM2 tokenizer plus an ``<image>`` token) and its processor, so that
@@ -42,7 +43,8 @@ CHAT_TEMPLATE = (
 
 
 def build_tiny_llava(out_dir: str, tokenizer: Optional[Any] = None) -> str:
-    """Build and save a tiny random-weight LLaVA 1.5 model plus processor; return ``out_dir``.
+    """
+    Build and save a tiny random-weight LLaVA 1.5 model plus processor; return ``out_dir``.
 
     ``out_dir`` is created if needed (files in it are overwritten). ``tokenizer`` is the
     SmolLM2 tokenizer to extend with ``<image>`` (a copy is changed); when None it is
@@ -67,7 +69,8 @@ def build_tiny_llava(out_dir: str, tokenizer: Optional[Any] = None) -> str:
 
 
 def build_tiny_llava_next(out_dir: str, tokenizer: Optional[Any] = None) -> str:
-    """Build and save a tiny random-weight LLaVA-NeXT (1.6) model plus processor.
+    """
+    Build and save a tiny random-weight LLaVA-NeXT (1.6) model plus processor.
 
     Images are tiled on a grid of 32x32 crops (up to 64x64) plus a downscaled overview,
     with an image-newline row marker, exactly as the full-size 1.6 models do.

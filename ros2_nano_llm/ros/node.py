@@ -28,6 +28,7 @@ groups, so a long transition never holds up a prompt, a ``~/stop`` or ``/diagnos
 
 from concurrent.futures import TimeoutError as FutureTimeout
 import os
+import sys
 import time
 from typing import Any, Dict, List, Optional
 
@@ -51,6 +52,10 @@ SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 WAIT_S = 10.0            # bound on waits for the worker inside callbacks
 FRAME_ERROR_REPEAT_S = 10.0  # the same bad-frame error is logged again after this long
+# Each prompt crosses threads twice (executor -> worker -> model) and so does each token
+# (model -> worker -> publisher). While the model thread runs Python code, a thread woken by
+# such a hand-off waits up to the GIL switch interval: 5 ms by default, 1 ms here.
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 class ChatLifecycleNode(LifecycleNode):
@@ -113,10 +118,12 @@ class ChatLifecycleNode(LifecycleNode):
         except FutureTimeout:
             future.add_done_callback(_close_late_session)
             worker.close(timeout=0.0)
+            self._unload_functions()
             return self._configure_failed(
                 f'the model did not load within load_timeout={config.load_timeout:g} s')
         except Exception as error:  # noqa: BLE001 - every load error means FAILURE + reason
             worker.close(timeout=WAIT_S)
+            self._unload_functions()
             return self._configure_failed(f'{type(error).__name__}: {error}')
         worker.session = session
         self._worker, self._session, self._functions = worker, session, functions
@@ -306,6 +313,12 @@ class ChatLifecycleNode(LifecycleNode):
         stopped, dropped = worker.stop()
         try:
             worker.call(session.reset, timeout=WAIT_S)
+        except FutureTimeout:
+            response.success = False
+            response.message = (f'the reply did not end within {WAIT_S:g} s; the chat will be '
+                                'cleared as soon as it does')
+            self.get_logger().warning(response.message)
+            return response
         except Exception as error:  # noqa: BLE001 - reported to the caller
             response.success, response.message = False, f'reset failed: {error}'
             self.get_logger().error(response.message)
@@ -411,6 +424,7 @@ class ChatLifecycleNode(LifecycleNode):
             'queue_length': worker.queue_length if worker else 0,
             'stats_turn_id': self._stats_turn,
             'last_ttft_ms': 1000.0 * stats.get('time_to_first_token', float('nan')),
+            'last_prompt_setup_ms': 1000.0 * worker.last_setup_s if worker else float('nan'),
             'tokens_per_second': stats.get('decode_rate', float('nan')),
             'prefill_tokens_per_second': stats.get('prefill_rate', float('nan')),
             'input_tokens': int(stats.get('input_tokens', 0)),
@@ -454,6 +468,7 @@ def _rss_mb() -> float:
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node until Ctrl-C or shutdown: ``ros2 run ros2_nano_llm nano_llm_node``."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     try:
         with rclpy.init(args=args):
             try:

@@ -32,6 +32,8 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 BUSY_POLICIES = ('queue', 'interrupt', 'drop')
 LIVE, RELOAD, STARTUP = 'live', 'reload', 'startup'
 
+_TYPE_WORDS = {bool: 'a boolean', int: 'an integer', float: 'a float (with a decimal point)',
+               str: 'a string'}
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
 
@@ -176,8 +178,9 @@ def declare(node: Any) -> NodeConfig:
         try:
             node.declare_parameter(spec.name, spec.default, spec.descriptor())
         except Exception as error:  # noqa: BLE001 - rclpy raises several types; all mean this
-            raise ValueError(f"parameter '{spec.name}': {error}; expected a "
-                             f'{type(spec.default).__name__} like {spec.default!r}') from error
+            raise ValueError(f"parameter '{spec.name}': {error}; expected "
+                             f'{_TYPE_WORDS[type(spec.default)]} such as {spec.default!r}'
+                             ) from error
     config = read(node)
     problem = config.problem()
     if problem:

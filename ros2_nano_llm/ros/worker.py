@@ -212,13 +212,15 @@ class ChatWorker:
         self.logger = logger
         self.session: Optional[ChatSession] = None
         self.turn_id = 0
+        self.last_setup_s = float('nan')  # prompt arrival -> generation started, last turn
         self._config = config
         self._cond = threading.Condition()
         self._calls: Deque[Tuple[Callable[[], Any], Future]] = deque()
         self._prompts: Deque[Prompt] = deque()
         self._accepting = False
         self._closing = False
-        self._busy = False
+        self._busy = False          # a prompt is being answered (until its turn is published)
+        self._generating = False    # ... and its reply is not complete yet
         self._reply: Any = None
         self._stop_turn = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -227,8 +229,8 @@ class ChatWorker:
     # ---- state ------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """Return True while a prompt is being answered."""
-        return self._busy
+        """Return True while a prompt is being answered (its reply is being generated)."""
+        return self._generating
 
     @property
     def queue_length(self) -> int:
@@ -271,7 +273,7 @@ class ChatWorker:
             if not self._accepting or self.session is None:
                 return False, 'the node is not active'
             note = ''
-            if self._busy or self._prompts:
+            if self._generating or self._prompts:
                 if config.busy_policy == 'drop':
                     return False, "busy with a reply and busy_policy is 'drop'"
                 if config.busy_policy == 'interrupt':
@@ -295,7 +297,7 @@ class ChatWorker:
         """
         with self._cond:
             dropped = self._clear_prompts()
-            running = self._busy
+            running = self._generating
             self._stop_current()
             return running, dropped
 
@@ -355,7 +357,8 @@ class ChatWorker:
                     prompt = None
                 else:
                     prompt = self._prompts.popleft()
-                    self._busy, self._stop_turn, self._reply = True, False, None
+                    self._busy = self._generating = True
+                    self._stop_turn, self._reply = False, None
             if prompt is None:
                 self._run_call(fn, future)
                 continue
@@ -368,7 +371,8 @@ class ChatWorker:
                                   f'{error}')
             finally:
                 with self._cond:
-                    self._busy, self._reply = False, None
+                    self._busy = self._generating = False
+                    self._reply = None
                     self._cond.notify_all()
 
     @staticmethod
@@ -383,6 +387,7 @@ class ChatWorker:
     def _answer(self, prompt: Prompt) -> None:
         session = self.session
         reply, added = session.start_turn(prompt, self._config())
+        self.last_setup_s = time.monotonic() - prompt.received
         with self._cond:
             self.turn_id += 1
             turn_id = self.turn_id
@@ -397,6 +402,9 @@ class ChatWorker:
         except (RuntimeError, TimeoutError) as failure:
             reply.stop()
             error = failure
+        with self._cond:
+            # the reply is complete: a prompt arriving from now on waits for no generation
+            self._generating = False
         session.finish_turn(reply, added)
         stats = dict(session.model.stats) if error is None else None
         self.sink.finished(turn_id, pieces, reply.text if error is None else '', stats)

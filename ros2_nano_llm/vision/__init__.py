@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Images in the chat: input conversion (``convert``) and model image encoders (``encoders``).
+"""
+Images in the chat: input conversion (``convert``) and model image encoders (``encoders``).
 
 ``convert`` needs only numpy and PIL; ``encoders`` (torch, transformers) is imported on use.
 """

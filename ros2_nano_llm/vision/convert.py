@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Turn any supported image input into one HWC uint8 RGB numpy array.
+"""
+Turn any supported image input into one HWC uint8 RGB numpy array.
 
 Inputs: numpy arrays, torch tensors, PIL images, file paths, encoded bytes, http(s)
 URLs, and ROS ``sensor_msgs/Image`` / ``CompressedImage`` messages. ROS messages are
@@ -51,7 +52,8 @@ SUPPORTED_ENCODINGS = tuple(sorted(_RAW_ENCODINGS))
 
 
 def to_rgb_array(image: Any, channels: str = 'rgb') -> np.ndarray:
-    """Return ``image`` as a contiguous (H, W, 3) uint8 RGB array (always a new array).
+    """
+    Return ``image`` as a contiguous (H, W, 3) uint8 RGB array (always a new array).
 
     ``image`` is a numpy array (HWC, HW or CHW; uint8, uint16, bool, other integers in
     0..255, or floats in [0, 1]), a torch tensor (CHW, HWC or 1xCxHxW), a PIL image, a
@@ -90,7 +92,8 @@ def to_rgb_array(image: Any, channels: str = 'rgb') -> np.ndarray:
 
 
 def is_image(obj: Any) -> bool:
-    """Return True when ``obj`` looks like an image input (cheap: no file or network I/O).
+    """
+    Return True when ``obj`` looks like an image input (cheap: no file or network I/O).
 
     Strings and paths count when they end in an image extension (``.jpg``, ``.png``, ...),
     URLs too (query strings ignored); arrays and tensors when they have 2-4 dimensions.
@@ -111,7 +114,8 @@ def is_image(obj: Any) -> bool:
 
 
 def describe(image: Any) -> str:
-    """Return a short text for ``image`` such as ``'<image 640x480>'`` (width x height).
+    """
+    Return a short text for ``image`` such as ``'<image 640x480>'`` (width x height).
 
     Files and URLs are named by their file name instead (they are not opened here).
     """

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Image -> rows of the language model's input embeddings, through transformers' own code.
+"""
+Image -> rows of the language model's input embeddings, through transformers' own code.
 
 ``HFImageEncoder.embed(rgb)`` runs the checkpoint's image processor and the model's own
 ``get_image_features`` (vision tower, feature layer and selection, projector and, for
@@ -59,7 +60,8 @@ class HFImageEncoder:
         self.dtype = embeddings.dtype
 
     def preprocess(self, rgb: Any) -> Dict[str, torch.Tensor]:
-        """Run the image processor on one image; return the tensors ``get_image_features`` takes.
+        """
+        Run the image processor on one image; return the tensors ``get_image_features`` takes.
 
         ``rgb`` is an (H, W, 3) uint8 RGB array (anything ``to_rgb_array`` reads is
         converted first). Tensors are moved to the model's device; pixel values take the
@@ -96,7 +98,8 @@ class HFImageEncoder:
         return rows.to(self.device, self.dtype)
 
     def image_token_count(self, rgb: Any) -> int:
-        """Return how many embedding rows (placeholder tokens) one image takes.
+        """
+        Return how many embedding rows (placeholder tokens) one image takes.
 
         Uses the processor's own placeholder expansion (no model forward) when it has a
         tokenizer, else encodes the image.
@@ -117,7 +120,8 @@ class HFImageEncoder:
 
 
 def load_vision(hf_model: Any, source: str, processor: Any = None) -> Optional[HFImageEncoder]:
-    """Return an ``HFImageEncoder`` for a vision-language model, or None for a text-only one.
+    """
+    Return an ``HFImageEncoder`` for a vision-language model, or None for a text-only one.
 
     ``hf_model`` is the loaded transformers model (e.g. from ``AutoModelForImageTextToText``),
     ``source`` the local directory (or cached hub id) the processor is loaded from unless

@@ -72,3 +72,26 @@ def _head(inputs, n):
         pos += take
     out.keys = list(inputs.keys[:n])
     return out
+
+
+def assert_logits_exact(model, history, atol=1e-4, rtol=1e-3):
+    """
+    Check that the history's cache predicts what a from-scratch prefill of the chat predicts.
+
+    Works on every backend that returns logits: the rest of the rendered chat is prefilled
+    after the cached positions, and its last logits must equal those of a fresh cache
+    prefilled with the whole chat. The history's cache is cropped back afterwards.
+    """
+    cache, backend = history.kv_cache, model.backend
+    rendered = history._render()
+    n = len(cache)
+    assert n > 0
+    assert rendered.keys[:n] == cache.keys, 'cache holds positions the chat does not have'
+    if n == len(rendered):
+        cache.crop(n - 1)  # the model needs one new position to predict from
+        n -= 1
+    cached = backend.prefill(rendered.slice_from(n), cache.state, n)
+    backend.crop(cache.state, n)  # back to what cache.keys records
+    fresh = backend.prefill(_head(rendered, len(rendered)), backend.new_cache(), 0)
+    torch.testing.assert_close(cached.float(), fresh.float(), atol=atol, rtol=rtol)
+    assert int(cached.argmax()) == int(fresh.argmax())

@@ -32,6 +32,21 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import GetParameters, SetParameters
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from ros2_nano_llm.msg import StreamToken
+from ros2_nano_llm.srv import GetHistory
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_TINY = REPO_ROOT / 'config' / 'nano_llm_tiny.yaml'
 EXECUTABLE = 'nano_llm_node'
@@ -152,21 +167,6 @@ class NodeClient:
     """The test side of the DDS link to one nano_llm node."""
 
     def __init__(self, target: str = '/nano_llm'):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-
-        from diagnostic_msgs.msg import DiagnosticArray
-        from lifecycle_msgs.srv import ChangeState, GetState
-        from rcl_interfaces.srv import GetParameters, SetParameters
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CompressedImage, Image
-        from std_msgs.msg import String
-        from std_srvs.srv import Trigger
-
-        from ros2_nano_llm.msg import StreamToken
-        from ros2_nano_llm.srv import GetHistory
-
         self.target = target.rstrip('/')
         self.context = Context()
         rclpy.init(context=self.context, domain_id=int(os.environ.get('ROS_DOMAIN_ID', '0')))
@@ -266,7 +266,6 @@ class NodeClient:
 
     def set_params(self, **values: Any) -> List[Any]:
         """Set parameters through ``~/set_parameters`` (one result per value)."""
-        from rclpy.parameter import Parameter
         request = self.clients['set_parameters'].srv_type.Request()
         request.parameters = [Parameter(name, value=value).to_parameter_msg()
                               for name, value in values.items()]
@@ -274,14 +273,12 @@ class NodeClient:
 
     def set_raw_param(self, name: str, value_msg: Any) -> Any:
         """Set one parameter from a ``rcl_interfaces/ParameterValue`` (any type); return result."""
-        from rcl_interfaces.msg import Parameter as ParameterMsg
         request = self.clients['set_parameters'].srv_type.Request()
         request.parameters = [ParameterMsg(name=name, value=value_msg)]
         return self.call('set_parameters', request).results[0]
 
     def get_param(self, name: str) -> Any:
         """Return one parameter's value (its Python value)."""
-        from rclpy.parameter import parameter_value_to_python
         request = self.clients['get_parameters'].srv_type.Request(names=[name])
         return parameter_value_to_python(self.call('get_parameters', request).values[0])
 
@@ -310,7 +307,6 @@ class NodeClient:
 
     def publish(self, text: str) -> float:
         """Publish a prompt; return the time it was sent (time.monotonic())."""
-        from std_msgs.msg import String
         sent = time.monotonic()
         self.text_pub.publish(String(data=text))
         return sent
@@ -348,7 +344,7 @@ class NodeClient:
             return self.replies[after:after + count]
 
     def wait_diagnostics(self, predicate, after: int = 0, timeout: float = 30.0) -> Dict[str, str]:
-        """Wait for a /diagnostics status (after index ``after``) whose values pass ``predicate``."""
+        """Wait for a /diagnostics status (index >= ``after``) whose values pass ``predicate``."""
         def found():
             for level, message, values in self.diagnostics[after:]:
                 if predicate(values):
@@ -359,6 +355,12 @@ class NodeClient:
                 raise AssertionError(f'no matching /diagnostics within {timeout} s')
             return found()
 
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every turn seen so far has ended, then a little for late messages."""
+        with self._lock:
+            self._lock.wait_for(lambda: all(t.eos for t in self.turns.values()), timeout)
+        time.sleep(0.2)
+
     def no_new_turn(self, after: int, seconds: float) -> bool:
         """Return True if no turn newer than ``after`` started within ``seconds``."""
         time.sleep(seconds)
@@ -368,7 +370,6 @@ class NodeClient:
     # ---- images -------------------------------------------------------------------------
     def publish_image(self, rgb: Any, encoding: str = 'rgb8', step: Optional[int] = None) -> None:
         """Publish an (H, W, 3) uint8 array as sensor_msgs/Image (``step`` may be wrong)."""
-        from sensor_msgs.msg import Image
         height, width = rgb.shape[:2]
         msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0,
                     step=step if step is not None else width * rgb.shape[2],
@@ -378,7 +379,6 @@ class NodeClient:
 
     def publish_compressed(self, data: bytes, fmt: str = 'jpeg') -> None:
         """Publish encoded image bytes as sensor_msgs/CompressedImage."""
-        from sensor_msgs.msg import CompressedImage
         msg = CompressedImage(format=fmt, data=data)
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self.compressed_pub.publish(msg)
@@ -386,9 +386,11 @@ class NodeClient:
 
 def start_node(tmp_dir: os.PathLike, overrides: Dict[str, Any], activate: bool = True,
                name: str = 'nano_llm', params_file: Optional[os.PathLike] = CONFIG_TINY,
-               configure_timeout: float = 300.0) -> tuple:
-    """Start a node process and a client; configure and activate it unless told not to.
+               configure_timeout: float = 300.0, first_state: str = 'unconfigured') -> tuple:
+    """
+    Start a node process and a client; configure and activate it unless told not to.
 
+    ``first_state`` is the state to wait for first ('active' for a node that autostarts).
     Returns ``(process, client)``; the caller must ``stop_node`` them (a fixture finalizer).
     """
     process = NodeProcess(pathlib.Path(tmp_dir) / f'{name}.log', name=name,
@@ -396,8 +398,10 @@ def start_node(tmp_dir: os.PathLike, overrides: Dict[str, Any], activate: bool =
     client = None
     try:
         client = NodeClient(process.fqn)
-        wait_for_state(client, process, 'unconfigured', timeout=120.0)
-        if activate:
+        wait_for_state(client, process, first_state, timeout=configure_timeout)
+        if first_state == 'active':
+            client.wait_connected()
+        elif activate:
             assert client.transition('configure', configure_timeout), process.log()[-3000:]
             assert client.transition('activate'), process.log()[-3000:]
             client.wait_connected()
@@ -437,3 +441,26 @@ def stop_node(process: Optional[NodeProcess], client: Optional[NodeClient]) -> N
 def grep(process: NodeProcess, pattern: str, start: int = 0) -> Sequence[str]:
     """Return the node's log lines at or after char ``start`` that match ``pattern``."""
     return [line for line in process.log()[start:].splitlines() if re.search(pattern, line)]
+
+
+def reference_replies(model: Any, turns: Sequence[Any], max_new_tokens: int = 24,
+                      system_prompt: Optional[str] = None) -> List[str]:
+    """
+    Return the greedy replies the library gives to ``turns`` in one chat (the expected ones).
+
+    Each turn is a prompt, or a ``(image, prompt)`` pair for a vision model.
+    """
+    from ros2_nano_llm import ChatHistory
+    history = ChatHistory(model, system_prompt=system_prompt)
+    replies = []
+    for turn in turns:
+        image, prompt = turn if isinstance(turn, tuple) else (None, turn)
+        if image is not None:
+            history.append('user', image=image)
+        history.append('user', prompt)
+        inputs, _ = history.embed_chat()
+        reply = model.generate(inputs, kv_cache=history.kv_cache,
+                               stop_tokens=history.stop_tokens, max_new_tokens=max_new_tokens)
+        replies.append(reply.wait())
+        history.append('bot', reply)
+    return replies

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Cached multi-turn chat is token-identical to recomputing from scratch, and the cache is exact.
+"""
+Cached multi-turn chat is token-identical to recomputing from scratch, and the cache is exact.
 
 Runs on tiny random-weight models of several architectures and on the embedded SmolLM2.
 """

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Function calls detected in the streaming reply run, their results join the chat, cache exact.
+"""
+Function calls detected in the streaming reply run, their results join the chat, cache exact.
 
 A tiny random model cannot choose to call a function, so the reply is steered with
 ``reply_prefix`` (text the reply starts with, run through the same detection as model output).

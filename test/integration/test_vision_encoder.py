@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Image embeddings on tiny random-weight LLaVA 1.5 and LLaVA-NeXT models.
+"""
+Image embeddings on tiny random-weight LLaVA 1.5 and LLaVA-NeXT models.
 
 The rows ``HFImageEncoder.embed`` returns, spliced between the text embeddings, must give
 the same logits as the model's own forward on the processor-expanded ``input_ids`` plus

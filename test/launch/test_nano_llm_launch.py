@@ -22,6 +22,7 @@ The model is the embedded SmolLM2 unless NANO_LLM_LAUNCH_TEST_MODEL names anothe
 plain pytest without ``launch_testing`` (the PyPI ROS wheels have none) the module skips.
 """
 
+import importlib.util
 import os
 import threading
 import time
@@ -42,9 +43,11 @@ try:
     import rclpy
     from std_msgs.msg import String
 except ImportError as error:
-    pytest.skip(f'launch_testing is not importable ({error}); this suite runs with '
-                '`launch_test test/launch/test_nano_llm_launch.py` on a full ROS 2 install',
-                allow_module_level=True)
+    missing = [name for name in ('launch_testing', 'launch_ros')
+               if importlib.util.find_spec(name) is None]
+    pytest.skip(f"{' and '.join(missing) or 'a launch package'} not installed ({error}): "
+                'this suite runs with `launch_test test/launch/test_nano_llm_launch.py` on a '
+                'full ROS 2 install', allow_module_level=True)
 
 NAMESPACE = 'launch_test'
 NODE = f'/{NAMESPACE}/nano_llm'
