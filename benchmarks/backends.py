@@ -43,7 +43,7 @@ import tempfile
 import time
 import urllib.request
 
-from ros2_nano_llm import ChatHistory, NanoLLM
+from ros2_nano_llm import ChatHistory, ChatMessage, NanoLLM
 from ros2_nano_llm.models.loading import default_model_path
 import torch
 
@@ -66,12 +66,29 @@ def turn_prompt(turn: int) -> str:
             'beginner could read more. Answer in plain language without lists or headings.')
 
 
+def prepend(first, rest):
+    """Yield ``first``, then what ``rest`` yields; closing this closes ``rest``."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
+
+
 # ---- the libraries' plain loops ---------------------------------------------------------------
 class HFPlain:
     """transformers without our chat layer: forward + argmax, a fresh cache per prompt."""
 
     def __init__(self, model):
         self.hf = model.backend.model
+        self.model = model
+
+    def message(self, tokens):
+        """Return the bot message of a plain reply (its exact token ids)."""
+        return ChatMessage('bot', text=self.model.detokenize(tokens), tokens=list(tokens))
+
+    def reset(self):
+        """Forget earlier prompts (nothing is kept between prompts here)."""
 
     @torch.inference_mode()
     def start(self, ids):
@@ -82,10 +99,11 @@ class HFPlain:
         logits = self.hf(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True,
                          logits_to_keep=1).logits[0, -1]
         token = int(torch.argmax(logits))
-        return time.perf_counter() - begin, self._rest(cache, token)
+        return time.perf_counter() - begin, self._tokens(cache, token)
 
     @torch.inference_mode()
-    def _rest(self, cache, token):
+    def _tokens(self, cache, token):
+        yield token
         while True:
             logits = self.hf(input_ids=torch.tensor([[token]]), past_key_values=cache,
                              use_cache=True, logits_to_keep=1).logits[0, -1]
@@ -96,20 +114,25 @@ class HFPlain:
         """Nothing to free (the model belongs to our backend)."""
 
 
-class LlamaCppPlain:
+class LlamaCppPlain(HFPlain):
     """llama-cpp-python's own loop on a second ``Llama`` (same file, threads, context)."""
 
-    def __init__(self, path, n_threads, n_ctx):
+    def __init__(self, model, path, n_threads, n_ctx):
         import llama_cpp
+        self.model = model
         self.llm = llama_cpp.Llama(path, n_ctx=n_ctx, n_threads=n_threads,
                                    n_threads_batch=n_threads, verbose=False)
 
+    def reset(self):
+        """Forget the cached prompt."""
+        self.llm.reset()
+
     def start(self, ids):
-        """Run ``ids`` (reusing the cached prefix); return (TTFT, iterator of the rest)."""
+        """Run ``ids`` (reusing the cached prefix); return (TTFT, iterator of the tokens)."""
         begin = time.perf_counter()
         tokens = self.llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0)
-        next(tokens)
-        return time.perf_counter() - begin, tokens
+        first = next(tokens)
+        return time.perf_counter() - begin, prepend(first, tokens)
 
     def close(self):
         """Free the second context."""
@@ -122,12 +145,21 @@ class ServerPlain:
     def __init__(self, base_url):
         self.url = base_url + '/v1/completions'
 
+    def message(self, chunks):
+        """Return the bot message of a plain reply (its text)."""
+        return ChatMessage('bot', text=''.join(chunks))
+
+    def reset(self):
+        """Make the server drop its cached prompt: send an unrelated one."""
+        for _ in zip(range(1), self._stream('Hello.')):
+            pass
+
     def start(self, prompt):
-        """Send ``prompt``; return (seconds to the first text chunk, an iterator of the rest)."""
+        """Send ``prompt``; return (seconds to the first text chunk, an iterator of chunks)."""
         begin = time.perf_counter()
         chunks = self._stream(prompt)
-        next(chunks)
-        return time.perf_counter() - begin, chunks
+        first = next(chunks)
+        return time.perf_counter() - begin, prepend(first, chunks)
 
     def _stream(self, prompt):
         body = json.dumps({'prompt': prompt, 'stream': True, 'max_tokens': 4096,
@@ -148,14 +180,15 @@ class ServerPlain:
 # ---- measurements ----------------------------------------------------------------------------
 def plain_rate(plain, prompt, n):
     """Tokens/s of the plain loop from its first token to its ``n``-th."""
-    _, rest = plain.start(prompt)
+    _, tokens = plain.start(prompt)
+    next(tokens)
     begin, count = time.perf_counter(), 1
-    for _ in rest:
+    for _ in tokens:
         count += 1
         if count == n:
             break
     rate = (count - 1) / (time.perf_counter() - begin)
-    rest.close()
+    tokens.close()
     return rate, count
 
 
@@ -171,27 +204,38 @@ def streaming_rate(model, inputs, n):
 
 
 def decode_rates(model, plain, plain_prompt, n, repeats):
-    """Median decode rates (ours, plain), interleaved, and every sample."""
+    """Decode rates of ours and the plain loop, in pairs (order alternating): medians."""
     history = ChatHistory(model)
     history.append('user', STORY)
     inputs = history._render()
     ours, theirs = [], []
-    for _ in range(repeats):
-        theirs.append(plain_rate(plain, plain_prompt(inputs), n))
-        ours.append(streaming_rate(model, inputs, n))
+    for i in range(repeats):
+        for side in ('ours', 'plain') if i % 2 else ('plain', 'ours'):
+            if side == 'ours':
+                ours.append(streaming_rate(model, inputs, n))
+            else:
+                theirs.append(plain_rate(plain, plain_prompt(inputs), n))
+    ratios = [a / b for (a, _), (b, _) in zip(ours, theirs)]
     return {'ours_tok_s': statistics.median(r for r, _ in ours),
             'plain_tok_s': statistics.median(r for r, _ in theirs),
+            'ours_over_plain': statistics.median(ratios),
             'tokens': [c for _, c in ours], 'plain_tokens': [c for _, c in theirs],
-            'samples': {'ours': [r for r, _ in ours], 'plain': [r for r, _ in theirs]}}
+            'samples': {'ours': [r for r, _ in ours], 'plain': [r for r, _ in theirs],
+                        'pair_ratios': ratios}}
 
 
 def chat_ttft(model, plain, plain_prompt, history_tokens, reply_tokens):
-    """TTFT of each chat turn, ours then the plain way, until the history passes the mark."""
-    history = ChatHistory(model)
-    turns, turn = [], 0
-    while True:
+    """
+    TTFT of each turn of a chat, ours and the plain way, until the history is long enough.
+
+    The plain way runs its own chat with the same user messages: its replies are its own,
+    rendered with the same template, so its prefix reuse gets the same chance as ours.
+    """
+    plain.reset()
+    history, turns = ChatHistory(model), []
+    while not turns or turns[-1]['history_tokens'] < history_tokens:
         before = len(history._render(False))  # tokens of the chat so far
-        history.append('user', turn_prompt(turn))
+        history.append('user', turn_prompt(len(turns)))
         begin = time.perf_counter()
         new, position = history.embed_chat()
         stream = model.generate(new, kv_cache=history.kv_cache, max_new_tokens=reply_tokens,
@@ -199,22 +243,27 @@ def chat_ttft(model, plain, plain_prompt, history_tokens, reply_tokens):
         next(iter(stream))
         ttft = time.perf_counter() - begin
         stream.wait()
-        full = history._render()
-        turns.append({'turn': turn + 1, 'history_tokens': before, 'chat_tokens': len(full),
-                      'prefilled_tokens': len(new), 'ttft_s': ttft,
-                      'reply_tokens': len(stream.tokens), 'prompt': plain_prompt(full)})
         history.append('bot', stream)
-        print(f'  turn {turn + 1:2d}: history {before:5d} tok, prefilled {len(new):4d}, '
+        turns.append({'turn': len(turns) + 1, 'history_tokens': before,
+                      'prefilled_tokens': len(new), 'ttft_s': ttft,
+                      'reply_tokens': len(stream.tokens)})
+        print(f'  turn {len(turns):2d}: history {before:5d} tok, prefilled {len(new):4d}, '
               f'TTFT {ttft * 1000:8.1f} ms', flush=True)
-        turn += 1
-        if before >= history_tokens:
-            break
-    for row in turns:  # the plain way, same chats, same reply lengths
-        ttft, rest = plain.start(row.pop('prompt'))
-        for _, _ in zip(range(row['reply_tokens'] - 1), rest):
-            pass
-        rest.close()
-        row['plain_ttft_s'] = ttft
+    plain.reset()
+    history = ChatHistory(model)
+    for row in turns:
+        history.append('user', turn_prompt(row['turn'] - 1))
+        ttft, tokens = plain.start(plain_prompt(history._render()))
+        reply = []
+        for token in tokens:
+            if token in model.config.eos_token_ids:
+                break
+            reply.append(token)
+            if len(reply) == reply_tokens:
+                break
+        tokens.close()
+        history.append('bot', plain.message(reply))
+        row['plain_ttft_s'], row['plain_reply_tokens'] = ttft, len(reply)
     return turns
 
 
@@ -267,7 +316,7 @@ def backend(name, args):
     elif name == 'llama_cpp':
         model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=args.threads,
                                         n_ctx=args.n_ctx)
-        plain = LlamaCppPlain(path, args.threads, args.n_ctx)
+        plain = LlamaCppPlain(model, path, args.threads, args.n_ctx)
         try:
             yield model, plain, lambda inputs: inputs.tokens
         finally:
@@ -288,7 +337,6 @@ def run_backend(name, args):
     with backend(name, args) as (model, plain, plain_prompt):
         model.generate(turn_prompt(0), max_new_tokens=8, streaming=False)  # warm up
         decode = decode_rates(model, plain, plain_prompt, args.decode_tokens, args.repeats)
-        decode['ours_over_plain'] = decode['ours_tok_s'] / decode['plain_tok_s']
         print(f'  decode: ours {decode["ours_tok_s"]:.1f} tok/s, plain '
               f'{decode["plain_tok_s"]:.1f} tok/s ({decode["ours_over_plain"]:.1%})', flush=True)
         turns = chat_ttft(model, plain, plain_prompt, args.history, args.reply_tokens)
@@ -321,7 +369,7 @@ def main():
                    'server); transformers uses torch.get_num_threads()')
     p.add_argument('--n-ctx', type=int, default=4096)
     p.add_argument('--decode-tokens', type=int, default=64)
-    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--history', type=int, default=2000, help='history tokens of the last turn')
     p.add_argument('--reply-tokens', type=int, default=32)
     p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',

@@ -249,6 +249,16 @@ class ChatHistory:
         # cut the cache where the chat now differs from it; what follows is prefilled later
         self.kv_cache.crop(self.kv_cache.common_prefix(self._render(False).keys))
 
+    def render(self, add_generation_prompt: bool = True) -> Inputs:
+        """
+        Return the whole chat as model input, updating every message's token counts.
+
+        Each message's ``start_token`` and ``num_tokens`` (and ``num_tokens`` of the
+        history) reflect this render; the KV cache is not touched.
+        """
+        with self.lock:
+            return self._render(add_generation_prompt)
+
     def _render(self, add_generation_prompt: bool = True) -> Inputs:
         inputs = self._renderer.render(self.messages, add_generation_prompt)
         self._keys = inputs.keys

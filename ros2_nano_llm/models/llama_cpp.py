@@ -79,6 +79,12 @@ class LlamaCppBackend:
         self._n_batch = llm.n_batch
         self._n_vocab = llm.n_vocab()
         self._owner = None            # weakref to the handle whose positions the context holds
+        self._pieces = {True: {}, False: {}}  # special -> token id -> its bytes
+        # joining cached pieces is what llama_detokenize does, unless the vocabulary cleans up
+        # spaces around punctuation; then every call goes to llama_detokenize
+        probe = self.tokenize("Hi , it 's me . Don 't ! <|im_end|> 1 2", False)
+        self._join_pieces = all(self._join(probe, s) == self._llama_detokenize(probe, s)
+                                for s in (True, False))
 
     @classmethod
     def load(cls, source: ModelSource, quantization: Optional[str] = None,
@@ -101,30 +107,27 @@ class LlamaCppBackend:
         if quantization:
             log.warning("api='llama_cpp' ignores quantization=%r: the GGUF file sets it",
                         quantization)
-        accepted = set(inspect.signature(llama_cpp.Llama.__init__).parameters)
-        extra = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
-        ignored = sorted(set(kwargs) - set(extra))
-        if ignored:
-            log.warning("api='llama_cpp' ignores options %s", ignored)
         if n_gpu_layers is None:
             n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         threads = int(n_threads) if n_threads else _usable_cpus()
-        if threads < 1:
-            raise ValueError(f'n_threads must be >= 1, got {n_threads}')
         wanted = int(n_ctx or max_context_len or 0)
-        if wanted < 0:
-            raise ValueError(f'n_ctx must be > 0, got {wanted}')
-        llm = llama_cpp.Llama(
-            model_path=source.path, n_ctx=wanted or DEFAULT_N_CTX, n_threads=threads,
-            n_threads_batch=threads, n_gpu_layers=int(n_gpu_layers), n_batch=int(n_batch),
-            logits_all=False, verbose=False, **extra)
+        if threads < 1 or wanted < 0:
+            raise ValueError(f'n_threads must be >= 1 and n_ctx > 0, got {n_threads}, {n_ctx}')
+        params = {'model_path': source.path, 'n_ctx': wanted or DEFAULT_N_CTX,
+                  'n_threads': threads,
+                  'n_threads_batch': int(kwargs.pop('n_threads_batch', None) or threads),
+                  'n_gpu_layers': int(n_gpu_layers), 'n_batch': int(n_batch),
+                  'logits_all': False, 'verbose': False}
+        accepted = set(inspect.signature(llama_cpp.Llama.__init__).parameters) - set(params)
+        params.update({k: v for k, v in kwargs.items() if k in accepted and v is not None})
+        ignored = sorted(k for k in kwargs if k not in accepted)
+        if ignored:
+            log.warning("api='llama_cpp' ignores options %s", ignored)
+        llm = llama_cpp.Llama(**params)
         train_ctx = llm._model.n_ctx_train()
-        if not wanted and train_ctx and llm.n_ctx() > train_ctx:
-            llm.close()  # the default 4096 is more than this model was trained on
-            llm = llama_cpp.Llama(
-                model_path=source.path, n_ctx=train_ctx, n_threads=threads,
-                n_threads_batch=threads, n_gpu_layers=int(n_gpu_layers), n_batch=int(n_batch),
-                logits_all=False, verbose=False, **extra)
+        if not wanted and 0 < train_ctx < llm.n_ctx():
+            llm.close()  # the default is more than this model was trained on
+            llm = llama_cpp.Llama(**{**params, 'n_ctx': train_ctx})
         meta = llm.metadata
         vocab = llm._model.vocab
         eos = [llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)]
@@ -148,17 +151,45 @@ class LlamaCppBackend:
 
     def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Turn token ids into text (a cut multi-byte character shows as U+FFFD)."""
+        special = not skip_special_tokens
+        if self._join_pieces:  # a dict lookup per token: the stream reader calls this a lot
+            data = self._join(tokens, special)
+        else:
+            data = self._llama_detokenize(tokens, special)
+        return data.decode('utf-8', errors='replace')
+
+    def _join(self, tokens: Sequence[int], special: bool) -> bytes:
+        table = self._pieces[special]
+        try:
+            return b''.join([table[t] for t in tokens])
+        except KeyError:
+            return b''.join([self._piece(int(t), special) for t in tokens])
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        piece = self._pieces[special].get(token)
+        if piece is None:
+            size = 64
+            for _ in range(2):
+                buf = ctypes.create_string_buffer(size)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
+                if n >= 0:
+                    break
+                size = -n  # too small: llama.cpp says how much it needs
+            piece = self._pieces[special][token] = buf.raw[:n]
+        return piece
+
+    def _llama_detokenize(self, tokens: Sequence[int], special: bool) -> bytes:
         tokens = [int(t) for t in tokens]
         if not tokens:
-            return ''
+            return b''
         ids = (self._lib.llama_token * len(tokens))(*tokens)
         size = 8 * len(tokens) + 16
         for _ in range(2):
             buf = ctypes.create_string_buffer(size)
             n = self._lib.llama_detokenize(self._vocab, ids, len(tokens), buf, size, False,
-                                           not skip_special_tokens)
+                                           special)
             if n >= 0:
-                return buf.raw[:n].decode('utf-8', errors='replace')
+                return buf.raw[:n]
             size = -n + 1  # too small: llama.cpp says how much it needs
         raise RuntimeError('llama_detokenize failed')
 

@@ -83,10 +83,14 @@ def chat_entries(history: Any) -> List[ChatEntry]:
     cached = history.cached_tokens()
     entries = []
     for message in history.messages:
+        # positions are known once the chat was rendered; the newest reply is counted
+        # by its own tokens until the next turn renders it with the template around it
+        rendered = message.num_tokens > 0
+        count = message.num_tokens if rendered else len(message.tokens or ())
         end = message.start_token + message.num_tokens
         entries.append(ChatEntry(
             role=message.role, type=message.type, text=message.describe(),
-            num_tokens=int(message.num_tokens), cached=bool(0 < end <= cached)))
+            num_tokens=int(count), cached=bool(rendered and end <= cached)))
     return entries
 
 

@@ -20,10 +20,17 @@ again after fixing the parameters); ``activate`` creates the subscriptions and s
 lets prompts in; ``deactivate`` stops any reply and goes quiet (the chat is kept);
 ``cleanup`` frees the model; ``shutdown`` works from any state.
 
+Bot functions: at ``configure`` the robot actions of ``functions_file`` (each one ROS
+service, see ``functions.ros_bridge``) and the ``builtin_functions`` become the functions
+the model may call; their docs join the system prompt and every reply runs the calls it
+makes. ``~/call_function`` runs one by name and ``~/list_functions`` lists them.
+
 Threads: the executor's threads only run short callbacks; the node's one worker thread
 (``worker.ChatWorker``) loads the model and reads each reply, which the model generates on
 its own thread. Lifecycle services, inputs and the other services have separate callback
 groups, so a long transition never holds up a prompt, a ``~/stop`` or ``/diagnostics``.
+A robot action's service call waits on a worker thread (from a reply) or in a reentrant
+service callback (``~/call_function``) while the other executor threads take its response.
 """
 
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -45,6 +52,8 @@ from std_srvs.srv import Trigger
 from . import interfaces as ifc
 from . import params
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt
+from ..functions import BotFunctions, execute, parse_json_call
+from ..functions.ros_bridge import RosServiceFunctions
 from ..msg import StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
 
@@ -65,7 +74,8 @@ class ChatLifecycleNode(LifecycleNode):
         self._config: params.NodeConfig = params.NodeConfig()
         self._worker: Optional[ChatWorker] = None
         self._session: Optional[ChatSession] = None
-        self._functions: Any = None
+        self._functions: Optional[List[Any]] = None  # the enabled bot functions (records)
+        self._bridge: Optional[RosServiceFunctions] = None
         self._frames = LatestFrame()
         self._pub_tokens: Optional[LifecyclePublisher] = None
         self._pub_stream: Optional[LifecyclePublisher] = None
@@ -81,7 +91,11 @@ class ChatLifecycleNode(LifecycleNode):
         # group: a transition and a parameter change never run at the same time.
         self._lifecycle_group = self.default_callback_group
         self._input_group = MutuallyExclusiveCallbackGroup()
+        # frames get their own group: decoding a JPEG never delays a prompt
+        self._image_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
+        # robot action clients: their responses arrive while a caller waits for them
+        self._actions_group = ReentrantCallbackGroup()
         self._config = params.declare(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
@@ -109,9 +123,15 @@ class ChatLifecycleNode(LifecycleNode):
         log = self.get_logger()
         log.info(f"configuring: loading model '{config.model}' (api '{config.api}')")
         start = time.monotonic()
-        worker = ChatWorker(self, lambda: self._config, log)
         try:
             functions = self._load_functions(config)
+        except (ValueError, RuntimeError) as error:
+            self._unload_functions()
+            return self._configure_failed(
+                f'bot functions: {error}', 'functions_file <path> or builtin_functions '
+                "\"['DATE', 'TIME']\"")
+        worker = ChatWorker(self, lambda: self._config, log)
+        try:
             future = worker.submit_call(
                 lambda: ChatSession.load(config, self._frames, functions))
             session = future.result(timeout=config.load_timeout)
@@ -139,14 +159,16 @@ class ChatLifecycleNode(LifecycleNode):
         log.info(f"configured: '{model.name}' in {time.monotonic() - start:.1f} s, context "
                  f'{model.config.max_context_len} tokens, template '
                  f"'{session.history.template.name}', vision "
-                 f"{'yes' if model.has_vision else 'no'}")
+                 f"{'yes' if model.has_vision else 'no'}, functions "
+                 f"{', '.join(f.name for f in functions or ()) or 'none'}")
         return SUCCESS
 
-    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+    def _configure_failed(self, reason: str, fix: str = 'model <path>'
+                          ) -> TransitionCallbackReturn:
         self._last_error = f'configure failed: {reason}'
         self.get_logger().error(
             f'{self._last_error}. Fix the parameter (ros2 param set '
-            f'{self.get_fully_qualified_name()} model <path>) and configure again')
+            f'{self.get_fully_qualified_name()} {fix}) and configure again')
         return FAILURE
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -154,14 +176,14 @@ class ChatLifecycleNode(LifecycleNode):
         result = super().on_activate(state)
         if result != SUCCESS:
             return result
-        inputs, services = self._input_group, self._service_group
+        images, services = self._image_group, self._service_group
         self._live = [
             self.create_subscription(String, ifc.INPUT_TEXT, self._on_text, ifc.PROMPT_QOS,
-                                     callback_group=inputs),
+                                     callback_group=self._input_group),
             self.create_subscription(Image, ifc.INPUT_IMAGE, self._on_image, ifc.IMAGE_QOS,
-                                     callback_group=inputs),
+                                     callback_group=images),
             self.create_subscription(CompressedImage, ifc.INPUT_IMAGE_COMPRESSED,
-                                     self._on_image, ifc.IMAGE_QOS, callback_group=inputs),
+                                     self._on_image, ifc.IMAGE_QOS, callback_group=images),
             self.create_service(Trigger, ifc.RESET, self._on_reset, callback_group=services),
             self.create_service(Trigger, ifc.STOP, self._on_stop, callback_group=services),
             self.create_service(GetHistory, ifc.GET_HISTORY, self._on_get_history,
@@ -237,33 +259,71 @@ class ChatLifecycleNode(LifecycleNode):
         if self.trigger_configure() == SUCCESS:
             self.trigger_activate()
 
-    # ---- bot functions (hooks; wired by the function-calling feature) ------------------
-    def _load_functions(self, config: params.NodeConfig) -> Any:
+    # ---- bot functions ----------------------------------------------------------------
+    def _load_functions(self, config: params.NodeConfig) -> Optional[List[Any]]:
         """
         Return the bot functions the model may call (None: function calling is off).
 
-        This is where ``functions_file`` is turned into functions (see
-        ``functions.ros_bridge``); it runs in ``on_configure`` before the model loads.
+        ``builtin_functions`` names library functions (``DATE``, ``TIME``);
+        ``functions_file`` lists robot actions, whose service clients are created here
+        (``functions.ros_bridge``). Runs in ``on_configure`` before the model loads; raises
+        ValueError saying what to fix.
         """
+        functions: List[Any] = []
+        for name in dict.fromkeys(config.builtin_functions):
+            record = BotFunctions.find(name)  # imports the built-ins on first use
+            if record is None or record.source == 'ros':
+                available = [f.name for f in BotFunctions.list(all=True) if f.source != 'ros']
+                raise ValueError(f'builtin_functions: there is no built-in function {name!r}; '
+                                 f"available: {', '.join(available) or 'none'}")
+            functions.append(record)
         if config.functions_file:
-            self.get_logger().warning(
-                f"functions_file '{config.functions_file}' is set, but this node does not "
-                'run bot functions yet; the model chats without them')
-        return None
+            self._bridge = RosServiceFunctions.from_yaml(
+                self, config.functions_file, callback_group=self._actions_group)
+            functions.extend(self._bridge.functions)
+            services = ', '.join(f'{a.name} -> {a.service}'
+                                 for a in self._bridge.actions.values())
+            self.get_logger().info(f"robot actions from '{config.functions_file}': "
+                                   f"{services or 'none (the file lists none)'}")
+        return functions or None
 
     def _unload_functions(self) -> None:
-        """Undo ``_load_functions`` (destroy service clients); runs at cleanup."""
-        self._functions = None
+        """Undo ``_load_functions``: unregister the robot actions, destroy their clients."""
+        bridge, self._bridge, self._functions = self._bridge, None, None
+        if bridge is not None:
+            bridge.destroy()
 
     def _on_call_function(self, request: CallFunction.Request,
                           response: CallFunction.Response) -> CallFunction.Response:
-        response.success = False
-        response.result = ('no bot functions are enabled on this node (set functions_file and '
-                           'configure again)')
+        functions = self._functions
+        log = self.get_logger()
+        if not functions:
+            response.success = False
+            response.result = ('error: no bot functions are enabled on this node (set '
+                               'functions_file or builtin_functions and configure again)')
+            log.warning(f'~/call_function {request.name!r}: {response.result}')
+            return response
+        # blocks this (reentrant) callback up to the function's timeout; a robot action's
+        # response is taken by another executor thread meanwhile
+        call = parse_json_call(request.name, request.args_json)
+        result = execute(call, functions)
+        response.success = not result.startswith('error:')
+        response.result = result
+        args = request.args_json.strip() or '{}'
+        line = f'~/call_function {request.name}({args}) -> {result}'
+        # (one call site per severity: rclpy refuses to change a call site's severity)
+        if response.success:
+            log.info(line)
+        else:
+            log.warning(line)
         return response
 
     def _on_list_functions(self, request: ListFunctions.Request,
                            response: ListFunctions.Response) -> ListFunctions.Response:
+        functions = self._functions or []
+        response.names = [f.name for f in functions]
+        response.descriptions = [f.doc_line() for f in functions]
+        response.docs = BotFunctions.generate_docs(functions=functions) if functions else ''
         return response
 
     # ---- inputs -----------------------------------------------------------------------
@@ -432,6 +492,7 @@ class ChatLifecycleNode(LifecycleNode):
             'cache_tokens': len(session.history.kv_cache) if session else 0,
             'context_size': session.model.config.max_context_len if session else 0,
             'chat_entries': len(session.history) if session else 0,
+            'functions': ', '.join(f.name for f in self._functions or ()),
             'memory_rss_mb': _rss_mb(),
         }
         if self._last_error:

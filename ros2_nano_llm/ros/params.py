@@ -28,14 +28,17 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
+from rclpy.parameter import Parameter
 
 BUSY_POLICIES = ('queue', 'interrupt', 'drop')
 LIVE, RELOAD, STARTUP = 'live', 'reload', 'startup'
 
 _TYPE_WORDS = {bool: 'a boolean', int: 'an integer', float: 'a float (with a decimal point)',
-               str: 'a string'}
+               str: 'a string', tuple: "a list of strings such as ['DATE', 'TIME']"}
+# a tuple default is a string array (rclpy cannot tell the type of an empty list)
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+          tuple: ParameterType.PARAMETER_STRING_ARRAY}
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,12 @@ PARAMS: Tuple[ParamSpec, ...] = (
               RELOAD),
     ParamSpec('functions_file', '', "YAML list of bot functions -> ROS services; '' for none",
               RELOAD),
+    ParamSpec('builtin_functions', (), "built-in bot functions the model may call, by name "
+              "(e.g. ['DATE', 'TIME']); [] for none", RELOAD),
     ParamSpec('system_prompt', '', "system prompt; '' for the template's default. A change "
               'resets the chat', LIVE),
+    ParamSpec('reply_prefix', '', "text every reply starts with (a function call in it runs); "
+              "'' for none", LIVE),
     ParamSpec('max_new_tokens', 128, 'most tokens in one reply', LIVE, 1, 8192),
     ParamSpec('min_new_tokens', -1, 'fewest tokens in one reply before a stop token counts; '
               '-1 for no minimum', LIVE, -1, 8192),
@@ -119,7 +126,9 @@ class NodeConfig:
     max_context_len: int = 0
     chat_template: str = ''
     functions_file: str = ''
+    builtin_functions: Tuple[str, ...] = ()
     system_prompt: str = ''
+    reply_prefix: str = ''
     max_new_tokens: int = 128
     min_new_tokens: int = -1
     do_sample: bool = False
@@ -141,7 +150,7 @@ class NodeConfig:
     def updated(self, values: Dict[str, Any]) -> 'NodeConfig':
         """Return a copy with ``values`` (name -> value) changed, checked as a whole."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update(values)
+        data.update({name: _plain(value) for name, value in values.items()})
         config = NodeConfig(**data)
         problem = config.problem()
         if problem:
@@ -176,7 +185,10 @@ def declare(node: Any) -> NodeConfig:
     """
     for spec in PARAMS:
         try:
-            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            if isinstance(spec.default, tuple):
+                _declare_string_array(node, spec)
+            else:
+                node.declare_parameter(spec.name, spec.default, spec.descriptor())
         except Exception as error:  # noqa: BLE001 - rclpy raises several types; all mean this
             raise ValueError(f"parameter '{spec.name}': {error}; expected "
                              f'{_TYPE_WORDS[type(spec.default)]} such as {spec.default!r}'
@@ -188,9 +200,23 @@ def declare(node: Any) -> NodeConfig:
     return config
 
 
+def _declare_string_array(node: Any, spec: ParamSpec) -> None:
+    # declared by type, then given its (empty) default unless an override set a value
+    param = node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, spec.descriptor())
+    if param.type_ == Parameter.Type.NOT_SET:
+        node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY,
+                                       list(spec.default))])
+
+
+def _plain(value: Any) -> Any:
+    # string arrays arrive as lists; the frozen config holds tuples
+    return tuple(value) if isinstance(value, list) else value
+
+
 def read(node: Any) -> NodeConfig:
     """Return the node's current parameter values as a NodeConfig."""
-    return NodeConfig(**{spec.name: node.get_parameter(spec.name).value for spec in PARAMS})
+    return NodeConfig(**{spec.name: _plain(node.get_parameter(spec.name).value)
+                         for spec in PARAMS})
 
 
 def check_change(config: NodeConfig, changes: Iterable[Any], model_loaded: bool,

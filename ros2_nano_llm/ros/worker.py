@@ -100,7 +100,12 @@ class Sink(Protocol):
 
 
 class ChatSession:
-    """One loaded model and its persistent chat history."""
+    """
+    One loaded model and its persistent chat history.
+
+    ``functions`` (bot function records, or None) are the functions the model may call:
+    their docs are in the system prompt and every reply runs the calls it makes.
+    """
 
     def __init__(self, model: Any, history: Any, frames: LatestFrame, functions: Any = None):
         self.model = model
@@ -117,9 +122,11 @@ class ChatSession:
             config.model, api=config.api, quantization=config.quantization or None,
             max_context_len=config.max_context_len or None)
         try:
+            # the functions' docs join the system prompt (the model learns what it may call)
             history = ChatHistory(model, chat_template=config.chat_template or None,
                                   system_prompt=config.system_prompt or None,
-                                  wrap_tokens=config.wrap_tokens or None)
+                                  wrap_tokens=config.wrap_tokens or None,
+                                  tools=list(functions) if functions else None)
         except BaseException:
             model.close()
             raise
@@ -167,9 +174,11 @@ class ChatSession:
                 history.append('user', prompt.text)
                 added += 1
                 inputs, _ = history.embed_chat()
+                # calls in the reply run as it streams; results use the chat's template
                 reply = self.model.generate(
                     inputs, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
-                    functions=self.functions, **config.sampling())
+                    functions=self.functions, template=history.template,
+                    reply_prefix=config.reply_prefix or None, **config.sampling())
             except ValueError as error:
                 self._undo(added)
                 raise PromptRejected(str(error)) from error
@@ -405,6 +414,8 @@ class ChatWorker:
         with self._cond:
             # the reply is complete: a prompt arriving from now on waits for no generation
             self._generating = False
+        for made in getattr(reply, 'calls', ()):
+            self.logger.info(f'turn {turn_id} called {made.call.raw} -> {made.result}')
         session.finish_turn(reply, added)
         stats = dict(session.model.stats) if error is None else None
         self.sink.finished(turn_id, pieces, reply.text if error is None else '', stats)

@@ -98,6 +98,8 @@ def test_second_prompt_remembers_the_first_turn(node, tiny_llama):
                                 ('user', 'text', second), ('bot', 'text', reply2)]
     history = client.history()
     assert history.cache_tokens > cache_after_1 and history.context_len == 4096
+    assert all(entry.num_tokens > 0 for entry in history.entries)
+    assert [entry.cached for entry in history.entries[:4]] == [True] * 4
     # the second turn prefilled only its own prompt: the first turn came from the KV cache
     diag = client.wait_diagnostics(lambda v: v['stats_turn_id'] == str(turn2.turn_id),
                                    after=mark['diagnostics'])
