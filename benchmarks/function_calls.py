@@ -12,14 +12,15 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-How often does a model call a bot function when a plain request asks for one?
+How often a model calls a bot function when a plain request asks for one.
 
 Each of N plain requests ("Please turn on the headlights.", "What time is it?", ...) goes
 to a fresh chat whose system prompt holds the docs of ``TIME``, ``DATE`` and a
 ``set_headlights(on: bool)`` Python function that records its calls. The reply is
-generated greedily, then sampled (seeded, so a run repeats); a reply counts as calling
-when the library's call detection found a call in it (and ran it), and as calling the
-right one when that call's name is the one the request needs. No ROS needed.
+generated greedily, then sampled (seeded, so a run repeats). Counted per reply: a call
+detected (the library found one and ran it), a call that ran without error (its
+arguments bound), and a right call (the function the request needs, without error).
+No ROS needed.
 
 Usage: ``python3 benchmarks/function_calls.py [--model default] [--n 10]
 [--max-new-tokens 48] [--out benchmarks/results/function_calls.json]``.
@@ -50,14 +51,9 @@ REQUESTS = [
 HEADLIGHT_CALLS = []
 
 
-@bot_function
+@bot_function(arg_docs={'on': 'True to switch them on, False for off'})
 def set_headlights(on: bool) -> str:
-    """
-    Turn the robot's headlights on or off.
-
-    Args:
-        on: True to switch them on, False for off
-    """
+    """Turn the robot's headlights on or off."""
     HEADLIGHT_CALLS.append(on)
     return f"headlights {'on' if on else 'off'}"
 
@@ -89,15 +85,33 @@ def run(model, n: int, max_new_tokens: int) -> dict:
         for i, (request, wanted) in enumerate(requests):
             seed = {'seed': i} if sampling['do_sample'] else {}
             row = ask(model, functions, request, max_new_tokens, **sampling, **seed)
-            row.update(request=request, wanted=wanted,
-                       called=bool(row['calls']),
-                       called_wanted=any(c['name'] == wanted for c in row['calls']))
-            rows.append(row)
+            row.update(request=request, wanted=wanted)
+            rows.append(score(row))
             print(f"[{mode} {i + 1}/{n}] {request!r} -> {row['reply']!r} "
                   f"calls={[c['raw'] for c in row['calls']]}", flush=True)
-        out[mode] = {'requests': n, 'called': sum(r['called'] for r in rows),
-                     'called_wanted': sum(r['called_wanted'] for r in rows), 'rows': rows}
+        out[mode] = totals(rows)
     return out
+
+
+def score(row: dict) -> dict:
+    """Mark one reply: a call detected, one that ran without error, the right one."""
+    good = [c for c in row['calls'] if not c['result'].startswith('error:')]
+    row.update(called=bool(row['calls']), called_ok=bool(good),
+               called_wanted=any(c['name'] == row['wanted'] for c in good))
+    return row
+
+
+def totals(rows: list) -> dict:
+    """Return the counts over the scored rows (and the rows)."""
+    return {'requests': len(rows), **{key: sum(r[key] for r in rows) for key in (
+        'called', 'called_ok', 'called_wanted')}, 'rows': rows}
+
+
+def summary_line(counts: dict) -> str:
+    """Return e.g. '4/10 replies made a call, 0/10 without error, 0/10 the right one'."""
+    n = counts['requests']
+    return (f"{counts['called']}/{n} replies made a call, {counts['called_ok']}/{n} without "
+            f"error, {counts['called_wanted']}/{n} the right one")
 
 
 def main() -> None:
@@ -116,9 +130,7 @@ def main() -> None:
         results = run(model, args.n, args.max_new_tokens)
     finally:
         model.close()
-    summary = {mode: f"{r['called']}/{r['requests']} replies called a function, "
-                     f"{r['called_wanted']}/{r['requests']} the right one"
-               for mode, r in results.items()}
+    summary = {mode: summary_line(counts) for mode, counts in results.items()}
     report = {'model': model.name, 'max_new_tokens': args.max_new_tokens,
               'system_prompt': SYSTEM_PROMPT, 'function_docs': docs,
               'machine': f'{platform.machine()}, {os.cpu_count()} CPUs',

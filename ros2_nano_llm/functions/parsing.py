@@ -293,7 +293,8 @@ class CallDetector:
         self._python_re = None
         if names and style in ('auto', 'python'):
             self._python_re = re.compile(
-                r'(?<![\w.])(' + '|'.join(re.escape(n) for n in names) + r')\(')
+                # not a method (x.NAME), not part of a name, not a definition (def NAME)
+                r'(?<![\w.])(?<!def )(' + '|'.join(re.escape(n) for n in names) + r')\(')
         longest = max([len(n) + 1 for n in names] + [len(TOOL_CALL_OPEN), len(PYTHON_TAG)])
         self._keep_tail = longest - 1   # a partial opening may end the text
         self._pos = 0                   # everything before this is finished

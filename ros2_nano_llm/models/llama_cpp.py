@@ -168,6 +168,7 @@ class LlamaCppBackend:
     def _piece(self, token: int, special: bool) -> bytes:
         piece = self._pieces[special].get(token)
         if piece is None:
+            self._check_ids([token])
             size = 64
             for _ in range(2):
                 buf = ctypes.create_string_buffer(size)
@@ -182,6 +183,7 @@ class LlamaCppBackend:
         tokens = [int(t) for t in tokens]
         if not tokens:
             return b''
+        self._check_ids(tokens)
         ids = (self._lib.llama_token * len(tokens))(*tokens)
         size = 8 * len(tokens) + 16
         for _ in range(2):
@@ -192,6 +194,13 @@ class LlamaCppBackend:
                 return buf.raw[:n]
             size = -n + 1  # too small: llama.cpp says how much it needs
         raise RuntimeError('llama_detokenize failed')
+
+    def _check_ids(self, tokens: Sequence[int]) -> None:
+        # llama.cpp aborts the process on an id outside the vocabulary
+        bad = [t for t in tokens if not 0 <= t < self._n_vocab]
+        if bad:
+            raise ValueError(f'token ids {bad[:5]} are not in the vocabulary of '
+                             f'{self._n_vocab} tokens')
 
     # ---- the cache -----------------------------------------------------------------------
     def new_cache(self) -> LlamaCppCache:

@@ -79,9 +79,14 @@ class PieceVocab:
         return [self.intern(p) for p in _PIECES.findall(text)]
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Return the text of ``ids``."""
-        pieces = self._pieces
-        return ''.join(pieces[int(i)] for i in ids)
+        """Return the text of ``ids``; raise ValueError for an id never handed out."""
+        pieces, n = self._pieces, len(self._pieces)
+        out = []
+        for i in ids:
+            if not 0 <= i < n:
+                raise ValueError(f"id {i} was never handed out by this backend's tokenize()")
+            out.append(pieces[i])
+        return ''.join(out)
 
 
 class TextCompletionBackend:
@@ -199,7 +204,7 @@ class TextCompletionBackend:
 
     def _request(self, job: Any, max_tokens: int) -> Dict[str, Any]:
         params = job.params
-        stop = [self.detokenize([t]) for t in job.stop_ids]
+        stop = [self.detokenize([t]) for t in job.stop_ids if 0 <= t < len(self.vocab)]
         stop += [self.detokenize(seq) for seq in job.stop_sequences]
         request = {'max_tokens': int(max_tokens), 'stop': [s for s in stop if s] or None,
                    'temperature': float(params.temperature) if params.do_sample else 0.0,

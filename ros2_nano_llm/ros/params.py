@@ -81,11 +81,11 @@ PARAMS: Tuple[ParamSpec, ...] = (
               RELOAD),
     ParamSpec('functions_file', '', "YAML list of bot functions -> ROS services; '' for none",
               RELOAD),
-    ParamSpec('builtin_functions', (), "built-in bot functions the model may call, by name "
+    ParamSpec('builtin_functions', (), 'built-in bot functions the model may call, by name '
               "(e.g. ['DATE', 'TIME']); [] for none", RELOAD),
     ParamSpec('system_prompt', '', "system prompt; '' for the template's default. A change "
               'resets the chat', LIVE),
-    ParamSpec('reply_prefix', '', "text every reply starts with (a function call in it runs); "
+    ParamSpec('reply_prefix', '', 'text every reply starts with (a function call in it runs); '
               "'' for none", LIVE),
     ParamSpec('max_new_tokens', 128, 'most tokens in one reply', LIVE, 1, 8192),
     ParamSpec('min_new_tokens', -1, 'fewest tokens in one reply before a stop token counts; '

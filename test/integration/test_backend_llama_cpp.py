@@ -138,3 +138,5 @@ def test_errors_say_what_to_do(llama, tiny_model_dir):
         llama.backend.prefill(image, llama.backend.new_cache(), 0)
     with pytest.raises(ValueError, match='n_ctx=2048'):
         run(llama.backend, [198] * 2049)
+    with pytest.raises(ValueError, match='not in the vocabulary'):
+        llama.detokenize([49152])  # llama.cpp itself would abort the process

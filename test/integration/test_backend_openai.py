@@ -216,6 +216,13 @@ def test_function_result_goes_back_to_the_server(remote):
     assert sent(remote) == rendered
 
 
+def test_local_ids_are_reversible(remote):
+    text = 'Héllo, robot! 🤖 <|im_start|>user\n  two  spaces\tand tabs\n'
+    assert remote.detokenize(remote.tokenize(text)) == text
+    with pytest.raises(ValueError, match='never handed out'):
+        remote.detokenize([10 ** 9])
+
+
 def test_unreachable_server_says_so():
     port = free_port()
     with pytest.raises(RuntimeError, match=f'127.0.0.1:{port}'):

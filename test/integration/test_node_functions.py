@@ -282,7 +282,7 @@ def test_functions_reload_on_configure_and_bad_files_fail_configure(node, robot,
     assert all(r.successful for r in client.set_params(
         functions_file=str(FUNCTIONS_YAML), builtin_functions=['TIME', 'NOPE']))
     assert not client.transition('configure')
-    process.wait_for_log(r"configure failed: bot functions: builtin_functions: there is no "
+    process.wait_for_log(r'configure failed: bot functions: builtin_functions: there is no '
                          r"built-in function 'NOPE'; available: .*DATE", start=start)
     assert client.state() == 'unconfigured'
     # an empty actions file and no built-ins: function calling is off

@@ -23,6 +23,7 @@ from ros2_nano_llm.chat.templates import get_template
 from ros2_nano_llm.functions import (BotFunction, CallDetector, execute, find_calls,
                                      format_result, parse_json_call, ToolCall)
 from ros2_nano_llm.functions import parsing
+from ros2_nano_llm.functions.registry import bot_function, BotFunctions
 
 
 def _echo(text: str):
@@ -302,3 +303,16 @@ def test_format_result():
         f'<tool_response>\n{body}\n</tool_response>')
     assert format_result(tc, 'Monday', 'llama-3.1') == 'Monday'
     assert format_result(tc, 'Monday', None) == 'Monday'
+
+
+def test_definitions_are_not_calls():
+    @bot_function(name='set_lamp')
+    def _set_lamp(on: bool) -> str:
+        """Switch the lamp."""
+        return 'ok'
+    try:
+        text = 'Like this:\ndef set_lamp(on):\n    pass\nthen set_lamp(True)'
+        calls = find_calls(text, [BotFunctions.find('set_lamp')])
+        assert [c.raw for c in calls] == ['set_lamp(True)']
+    finally:
+        BotFunctions.unregister('set_lamp')
