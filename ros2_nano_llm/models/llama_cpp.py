@@ -27,9 +27,11 @@ batched with the next prefill; the cache then holds exactly what a recompute wou
 """
 
 import ctypes
+import functools
 import inspect
 import logging
 import os
+import threading
 from typing import Any, Iterator, List, Optional, Sequence
 import weakref
 
@@ -42,6 +44,15 @@ from .loading import ModelSource
 log = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 4096  # when neither n_ctx nor max_context_len is given (capped by the model)
+
+
+def _locked(method):
+    """Run ``method`` holding the backend's context lock."""
+    @functools.wraps(method)
+    def run(self, *args):
+        with self._lock:
+            return method(self, *args)
+    return run
 
 
 class LlamaCppCache:
@@ -79,6 +90,7 @@ class LlamaCppBackend:
         self._n_batch = llm.n_batch
         self._n_vocab = llm.n_vocab()
         self._owner = None            # weakref to the handle whose positions the context holds
+        self._lock = threading.RLock()  # the context: the worker runs it, a chat may crop it
         self._pieces = {True: {}, False: {}}  # special -> token id -> its bytes
         # joining cached pieces is what llama_detokenize does, unless the vocabulary cleans up
         # spaces around punctuation; then every call goes to llama_detokenize
@@ -207,6 +219,7 @@ class LlamaCppBackend:
         """Return an empty cache handle."""
         return LlamaCppCache()
 
+    @_locked
     def crop(self, cache: LlamaCppCache, length: int) -> None:
         """Drop every cached position from ``length`` on."""
         length = max(0, int(length))
@@ -247,6 +260,7 @@ class LlamaCppBackend:
         return buf
 
     # ---- running the model ---------------------------------------------------------------
+    @_locked
     def prefill(self, inputs: Inputs, cache: LlamaCppCache, start: int) -> torch.Tensor:
         """Run ``inputs`` at positions ``start..`` into ``cache``; return the last logits (V,)."""
         if not inputs.is_text:
@@ -268,6 +282,7 @@ class LlamaCppBackend:
             cache.batched = len(cache.tokens)
         return self._last_logits()
 
+    @_locked
     def decode_step(self, token: int, cache: LlamaCppCache, pos: int) -> torch.Tensor:
         """Run one token at position ``pos``; return its logits (V,)."""
         self._position(cache, pos, 1)

@@ -42,7 +42,8 @@ def layer_tensors(cache_state):
 
 
 def assert_cache_exact(model, history, atol=1e-4):
-    """Assert the history's KV cache equals a fresh prefill of the same positions.
+    """
+    Assert the history's KV cache equals a fresh prefill of the same positions.
 
     Wrong positions or stale entries differ by O(1); float noise from other batch shapes by
     about 1e-5.
