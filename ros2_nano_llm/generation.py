@@ -86,7 +86,7 @@ def _hit_stop_sequence(tokens: List[int], sequences: Sequence[Sequence[int]]) ->
 def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
     """Generate one reply into ``job.stream``; record figures in ``stats``."""
     if getattr(backend, 'runs_generation', False):
-        backend.run(job, stats)  # an engine that samples by itself (api='openai')
+        backend.run(job, stats)  # an engine that samples by itself (api='openai', 'mlc')
         return
     stream, cache, params = job.stream, job.cache, job.params
     limit = backend.config.max_context_len

@@ -56,7 +56,8 @@ class NanoLLM:
         """
         api = api or 'hf'
         backend_cls = get_backend(api)
-        source = resolve(model)
+        # a backend may name models its own way (a server's model names)
+        source = backend_cls.resolve(model) if hasattr(backend_cls, 'resolve') else resolve(model)
         backend = backend_cls.load(source, quantization=quantization,
                                    max_context_len=max_context_len, **kwargs)
         return NanoLLM(backend, api)
@@ -192,4 +193,7 @@ class NanoLLM:
                 self._jobs.put(None)
                 self._worker.join(timeout=30)
             self._worker = None
+        close = getattr(self.backend, 'close', None)
+        if close is not None:
+            close()
         self.backend = None

@@ -38,6 +38,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--api', default='hf', help='backend: hf, llama_cpp, mlc, openai')
     p.add_argument('--quantization', default=None, help='backend-specific quantization')
     p.add_argument('--max-context-len', type=int, default=None, help='cap the context window')
+    p.add_argument('--n-threads', type=int, default=None, help='llama_cpp: CPU threads')
+    p.add_argument('--n-ctx', type=int, default=None, help='llama_cpp: context size')
+    p.add_argument('--n-gpu-layers', type=int, default=None, help='llama_cpp: layers on GPU')
+    p.add_argument('--base-url', default=None, help='openai: server URL ($OPENAI_BASE_URL)')
     p.add_argument('--chat-template', default=None,
                    help='built-in template name or JSON file (default: from the model)')
     p.add_argument('--system-prompt', default=None, help='override the system prompt')
@@ -120,8 +124,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .history import ChatHistory
     out = Printer(not args.no_color)
     try:
+        options = {'n_threads': args.n_threads, 'n_ctx': args.n_ctx,
+                   'n_gpu_layers': args.n_gpu_layers, 'base_url': args.base_url}
         model = NanoLLM.from_pretrained(args.model, api=args.api, quantization=args.quantization,
-                                        max_context_len=args.max_context_len)
+                                        max_context_len=args.max_context_len,
+                                        **{k: v for k, v in options.items() if v is not None})
         history = ChatHistory(model, chat_template=args.chat_template,
                               system_prompt=args.system_prompt)
     except (ValueError, RuntimeError, FileNotFoundError, ImportError) as error:

@@ -71,8 +71,15 @@ class ParamSpec:
 PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('model', 'default', "model directory, .gguf file, hub id, or 'default' (the "
               'embedded SmolLM2-135M-Instruct)', RELOAD),
-    ParamSpec('api', 'hf', "backend: 'hf' (transformers), 'mlc', 'llama_cpp' when installed",
-              RELOAD),
+    ParamSpec('api', 'hf', "backend: 'hf' (transformers), 'llama_cpp', 'openai' (a server), "
+              "'mlc' (Jetson, where mlc_llm is installed)", RELOAD),
+    ParamSpec('n_threads', 0, 'llama_cpp: CPU threads; 0 for every CPU', RELOAD, 0, 1024),
+    ParamSpec('n_ctx', 0, "llama_cpp: context size; 0 for max_context_len or the model's own",
+              RELOAD, 0, 1 << 20),
+    ParamSpec('n_gpu_layers', -1, 'llama_cpp: layers offloaded to the GPU; -1 for all',
+              RELOAD, -1, 65536),
+    ParamSpec('base_url', '', "openai: server URL; '' for $OPENAI_BASE_URL or "
+              'http://127.0.0.1:8000', RELOAD),
     ParamSpec('quantization', '', "backend quantization setting; '' for the model's own",
               RELOAD),
     ParamSpec('max_context_len', 0, "context window in tokens; 0 for the model's own", RELOAD,
@@ -122,6 +129,10 @@ class NodeConfig:
 
     model: str = 'default'
     api: str = 'hf'
+    n_threads: int = 0
+    n_ctx: int = 0
+    n_gpu_layers: int = -1
+    base_url: str = ''
     quantization: str = ''
     max_context_len: int = 0
     chat_template: str = ''

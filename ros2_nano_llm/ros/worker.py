@@ -99,6 +99,16 @@ class Sink(Protocol):
         """Take the end of a turn: the whole (maybe partial) text and the model's stats."""
 
 
+def backend_options(config: NodeConfig) -> Dict[str, Any]:
+    """Return the options of ``config.api``'s backend that the node's parameters set."""
+    if config.api == 'llama_cpp':
+        return {'n_threads': config.n_threads or None, 'n_ctx': config.n_ctx or None,
+                'n_gpu_layers': config.n_gpu_layers}
+    if config.api == 'openai':
+        return {'base_url': config.base_url or None}
+    return {}
+
+
 class ChatSession:
     """
     One loaded model and its persistent chat history.
@@ -120,7 +130,7 @@ class ChatSession:
         from .. import ChatHistory, NanoLLM
         model = NanoLLM.from_pretrained(
             config.model, api=config.api, quantization=config.quantization or None,
-            max_context_len=config.max_context_len or None)
+            max_context_len=config.max_context_len or None, **backend_options(config))
         try:
             # the functions' docs join the system prompt (the model learns what it may call)
             history = ChatHistory(model, chat_template=config.chat_template or None,
