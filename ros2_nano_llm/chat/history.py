@@ -382,7 +382,8 @@ class ChatHistory:
                                           tokens=entry.get('tokens'))
                 if role == 'system':
                     self._system_prompt = message.content
-                self._check(message) if role != 'system' else None
+                else:
+                    self._check(message)
                 message.history = self
                 self.messages.append(message)
             self.reindex()

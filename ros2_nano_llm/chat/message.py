@@ -75,10 +75,9 @@ class ChatMessage:
     @staticmethod
     def content_type(content: Any) -> str:
         """Guess the type of ``content``: 'text' for strings, else 'image' if it is one."""
-        if isinstance(content, str):
-            from ..vision.convert import is_image
-            return 'image' if is_image(content) else 'text'
         from ..vision.convert import is_image
+        if isinstance(content, str):
+            return 'image' if is_image(content) else 'text'
         if is_image(content):
             return 'image'
         raise ValueError(f'cannot tell what kind of content a {type(content).__name__} is')
