@@ -475,6 +475,13 @@ class ChatLifecycleNode(LifecycleNode):
 
     def publish_diagnostics(self, generating: Optional[bool] = None) -> None:
         """Publish the node's state and the last reply's figures on /diagnostics."""
+        try:
+            self._publish_diagnostics(generating)
+        except Exception as error:  # noqa: B902 - a timer callback must never kill the node
+            # cleanup may free the model while this reads it: skip this report, not the node
+            self.get_logger().debug(f'diagnostics skipped: {error}')
+
+    def _publish_diagnostics(self, generating: Optional[bool]) -> None:
         state, config, session, worker = self.state, self._config, self._session, self._worker
         stats = self._stats
         values: Dict[str, Any] = {
