@@ -35,15 +35,12 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 
 from ros2_nano_llm import ChatHistory, ChatMessage, NanoLLM
+from ros2_nano_llm.models.llama_server import serve
 from ros2_nano_llm.models.loading import default_model_path
 import torch
 
@@ -271,44 +268,6 @@ def chat_ttft(model, plain, plain_prompt, history_tokens, reply_tokens):
 
 
 # ---- backends ---------------------------------------------------------------------------------
-def free_port():
-    """Return a free TCP port on loopback."""
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def llama_server(path, n_threads, n_ctx):
-    """Run llama-cpp-python's OpenAI-compatible server on loopback; yield its base URL."""
-    port = free_port()
-    log = tempfile.TemporaryFile(mode='w+')
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'llama_cpp.server', '--model', path, '--host', '127.0.0.1',
-         '--port', str(port), '--n_ctx', str(n_ctx), '--n_threads', str(n_threads),
-         '--n_threads_batch', str(n_threads)], stdout=log, stderr=subprocess.STDOUT)
-    base = f'http://127.0.0.1:{port}'
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + '/v1/models', timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError('llama_cpp.server did not start:\n' + log.read()[-2000:])
-                time.sleep(0.25)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
 @contextlib.contextmanager
 def backend(name, args):
     """Yield (our model, the plain loop, how the plain loop takes a rendered chat)."""
@@ -325,7 +284,7 @@ def backend(name, args):
         finally:
             plain.close()
     elif name == 'openai':
-        with llama_server(path, args.threads, args.n_ctx) as base:
+        with serve(path, args.threads, args.n_ctx) as base:
             model = NanoLLM.from_pretrained('default', api='openai', base_url=base,
                                             max_context_len=args.n_ctx)
             yield model, ServerPlain(base), lambda inputs: model.detokenize(inputs.tokens)

@@ -70,7 +70,7 @@ class Inputs:
         if not tokens:
             return
         if self.segments and isinstance(self.segments[-1], list):
-            self.segments[-1] = self.segments[-1] + tokens
+            self.segments[-1].extend(tokens)  # each list segment is this Inputs' own copy
         else:
             self.segments.append(tokens)
         self.keys.extend(tokens)

@@ -20,18 +20,12 @@ here means: every request carries exactly the chat ChatHistory renders (after po
 resets and wraps), and the server's greedy reply is the one llama.cpp gives in-process.
 """
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 
 from chat_helpers import recompute, reply
 import pytest
 from ros2_nano_llm import bot_function, BotFunctions, ChatHistory, NanoLLM
+from ros2_nano_llm.models.llama_server import free_port, serve
 from ros2_nano_llm.models.loading import default_model_path
 
 SERVER = 'pip install llama-cpp-python[server]==0.3.36'
@@ -50,49 +44,11 @@ def SET_VOLUME(level: float) -> str:
     return f'volume is {level}'
 
 
-def free_port():
-    """Return a TCP port on loopback that nothing listens on now."""
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url, process, log, timeout=120.0):
-    """Poll ``url`` until it answers; fail with the server's log if it dies or times out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.25)
-    log.seek(0)
-    pytest.fail(f'llama_cpp.server did not come up at {url}:\n{log.read()[-2000:]}')
-
-
 @pytest.fixture(scope='module')
 def server():
     """Yield the URL of a llama-cpp-python server with the embedded GGUF (then stop it)."""
-    port = free_port()
-    log = tempfile.TemporaryFile(mode='w+')
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'llama_cpp.server', '--model', default_model_path(),
-         '--host', '127.0.0.1', '--port', str(port), '--n_ctx', '2048', '--n_threads', '2'],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED='1'))
-    try:
-        base = f'http://127.0.0.1:{port}'
-        wait_ready(base + '/v1/models', process, log)
+    with serve(default_model_path(), n_threads=2, n_ctx=2048) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture(scope='module')
