@@ -58,8 +58,9 @@ class StreamingResponse:
         self.eos = eos or (error is None and reason in ('stop', 'eos'))
         self.stop_reason = reason
         self.error = error
-        self._queue.put(_END)
+        # done first: a reader that sees the end must also see ``done`` (the node relies on it)
         self._done.set()
+        self._queue.put(_END)
 
     @property
     def stopped(self) -> bool:

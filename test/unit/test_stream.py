@@ -96,3 +96,21 @@ def test_stop_flag_and_repeated_iteration_end(tokenizer):
     stream.end(reason='stopped')
     assert list(stream) == [] and list(stream) == []
     assert not stream.eos and stream.stop_reason == 'stopped'
+
+
+class _SlowEvent(threading.Event):
+    """An Event whose ``set`` is slow, so a wrong order in ``end()`` shows every time."""
+
+    def set(self):
+        time.sleep(0.05)
+        super().set()
+
+
+def test_done_is_true_once_iteration_has_ended(tokenizer):
+    # the node adds a reply to the chat only if it is done when its stream has ended
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    stream._done = _SlowEvent()
+    stream.put(tokenizer.encode('Hi', add_special_tokens=False)[0])
+    threading.Thread(target=stream.end, kwargs={'eos': True, 'reason': 'eos'}).start()
+    assert ''.join(stream) == 'Hi'
+    assert stream.done and stream.eos
