@@ -16,7 +16,8 @@ Multi-turn chat speed: the KV cache kept across turns vs recomputing the chat ea
 
 Measured in one run on the same model and chat:
 
-* time to first token (TTFT) of each of N turns with the cache reused, and of a
+* time to first token (TTFT) of each of N turns with the cache reused (the median of
+  ``--ttft-repeats`` timings, the cache cropped back between them), and of a
   from-scratch prefill of the same chat at the same turn (the baseline);
 * decode tokens/s seen through ``StreamingResponse`` vs a plain transformers loop
   (forward + argmax with a ``DynamicCache``) over the same prompt.
@@ -59,7 +60,28 @@ def first_token_time(model, inputs, cache, reply_tokens, **kwargs):
     return ttft, stream
 
 
-def multiturn(model, turns: int, reply_tokens: int):
+def cached_turn(model, history, reply_tokens: int, repeats: int):
+    """
+    Time the turn's first token with the chat's cache ``repeats`` times; return the median.
+
+    Between repeats the cache is cropped back to where the turn starts, so each repeat
+    prefills exactly the same new tokens (greedy: the same reply each time).
+    """
+    times, stream = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        new, position = history.embed_chat()
+        stream = model.generate(new, kv_cache=history.kv_cache, max_new_tokens=reply_tokens,
+                                min_new_tokens=reply_tokens, stop_tokens=history.stop_tokens)
+        next(iter(stream))
+        times.append(time.perf_counter() - start)
+        stream.wait()
+        if len(times) < repeats:
+            history.kv_cache.crop(position)
+    return statistics.median(times), times, new, position, stream
+
+
+def multiturn(model, turns: int, reply_tokens: int, repeats: int):
     """Run ``turns`` cached turns; at each, also time a from-scratch prefill of the chat."""
     history = ChatHistory(model)
     rows = []
@@ -68,16 +90,12 @@ def multiturn(model, turns: int, reply_tokens: int):
         # baseline: the whole chat from an empty cache (history untouched)
         full = history._render()
         recompute_ttft, _ = first_token_time(model, full, model.new_cache(), 1)
-        start = time.perf_counter()
-        new, position = history.embed_chat()
-        stream = model.generate(new, kv_cache=history.kv_cache, max_new_tokens=reply_tokens,
-                                min_new_tokens=reply_tokens, stop_tokens=history.stop_tokens)
-        next(iter(stream))
-        cached_ttft = time.perf_counter() - start
+        cached_ttft, samples, new, position, stream = cached_turn(model, history, reply_tokens,
+                                                                  repeats)
         history.append('bot', stream)
         rows.append({'turn': turn + 1, 'chat_tokens': len(full), 'new_tokens': len(new),
                      'position': position, 'ttft_cached_s': cached_ttft,
-                     'ttft_recompute_s': recompute_ttft,
+                     'ttft_cached_samples_s': samples, 'ttft_recompute_s': recompute_ttft,
                      'speedup': recompute_ttft / cached_ttft})
         print(f'turn {turn + 1:2d}  chat {len(full):5d} tok  prefill {len(new):4d} tok  '
               f'TTFT cached {cached_ttft * 1000:7.1f} ms  '
@@ -131,20 +149,23 @@ def main():
     p.add_argument('--turns', type=int, default=20)
     p.add_argument('--reply-tokens', type=int, default=48)
     p.add_argument('--decode-tokens', type=int, default=64)
-    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=3, help='decode-rate runs (median)')
+    p.add_argument('--ttft-repeats', type=int, default=3,
+                   help='cached first-token timings per turn (median)')
     p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
                                                  'multiturn.json'))
     args = p.parse_args()
     model = NanoLLM.from_pretrained(args.model)
     # warm up the kernels for both prompt and single-token shapes
     model.generate(prompt(0) * 3, max_new_tokens=8, streaming=False)
-    rows = multiturn(model, args.turns, args.reply_tokens)
+    rows = multiturn(model, args.turns, args.reply_tokens, args.ttft_repeats)
     plain, ours, plain_all, ours_all = decode_rates(model, args.decode_tokens, args.repeats)
     first, last = rows[0], rows[-1]
     summary = {
         'model': model.name, 'api': model.api, 'torch_threads': torch.get_num_threads(),
         'machine': platform.machine(), 'cpu_count': os.cpu_count(),
-        'turns': args.turns, 'final_chat_tokens': last['chat_tokens'],
+        'turns': args.turns, 'ttft_repeats': args.ttft_repeats,
+        'final_chat_tokens': last['chat_tokens'],
         'ttft_turn1_s': first['ttft_cached_s'], 'ttft_last_s': last['ttft_cached_s'],
         'ttft_last_over_turn1': last['ttft_cached_s'] / first['ttft_cached_s'],
         'recompute_over_cached_at_last_turn': last['speedup'],

