@@ -59,6 +59,10 @@ class HFBackend:
         else:
             from transformers import AutoModelForCausalLM as AutoModel
         model = AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
+        if device == 'cpu':
+            # a prefill after cached tokens skips repeating the key/value heads (measured on CPU)
+            from .attention import use_packed_attention
+            use_packed_attention(model)
         tokenizer = AutoTokenizer.from_pretrained(path)
         vision = None
         if vision_model:
@@ -73,8 +77,8 @@ class HFBackend:
             eos_token_ids=_eos_ids(model, tokenizer), bos_token_id=tokenizer.bos_token_id,
             has_vision=vision is not None, tokenizer_chat_template=tokenizer.chat_template,
             path=path)
-        log.info('loaded %s (%s, %s, %s) from %s', source.name, config.model_type, device, dtype,
-                 path)
+        log.info('loaded %s (%s, %s, %s, attention %s) from %s', source.name, config.model_type,
+                 device, dtype, model.config._attn_implementation, path)
         return cls(model, tokenizer, config, vision)
 
     def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
