@@ -64,20 +64,23 @@ def cached_turn(model, history, reply_tokens: int, repeats: int):
     """
     Time the turn's first token with the chat's cache ``repeats`` times; return the median.
 
-    Between repeats the cache is cropped back to where the turn starts, so each repeat
-    prefills exactly the same new tokens (greedy: the same reply each time).
+    Every repeat but the last is stopped after its first token and the cache is cropped
+    back to where the turn starts, so each repeat prefills exactly the same new tokens; the
+    last one generates the whole reply, which joins the chat.
     """
     times, stream = [], None
-    for _ in range(repeats):
+    for repeat in range(repeats):
         start = time.perf_counter()
         new, position = history.embed_chat()
         stream = model.generate(new, kv_cache=history.kv_cache, max_new_tokens=reply_tokens,
                                 min_new_tokens=reply_tokens, stop_tokens=history.stop_tokens)
         next(iter(stream))
         times.append(time.perf_counter() - start)
-        stream.wait()
-        if len(times) < repeats:
+        if repeat < repeats - 1:
+            stream.stop()
+            stream.wait()
             history.kv_cache.crop(position)
+    stream.wait()
     return statistics.median(times), times, new, position, stream
 
 
@@ -150,19 +153,25 @@ def main():
     p.add_argument('--reply-tokens', type=int, default=48)
     p.add_argument('--decode-tokens', type=int, default=64)
     p.add_argument('--repeats', type=int, default=3, help='decode-rate runs (median)')
-    p.add_argument('--ttft-repeats', type=int, default=3,
+    p.add_argument('--attention', choices=['packed', 'sdpa'], default='packed',
+                   help="hf on CPU: the backend's GQA-packed attention or transformers' sdpa")
+    p.add_argument('--ttft-repeats', type=int, default=5,
                    help='cached first-token timings per turn (median)')
     p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
                                                  'multiturn.json'))
     args = p.parse_args()
     model = NanoLLM.from_pretrained(args.model)
+    if args.attention == 'sdpa':
+        model.backend.model.set_attn_implementation('sdpa')  # transformers' own, for comparison
     # warm up the kernels for both prompt and single-token shapes
     model.generate(prompt(0) * 3, max_new_tokens=8, streaming=False)
     rows = multiturn(model, args.turns, args.reply_tokens, args.ttft_repeats)
     plain, ours, plain_all, ours_all = decode_rates(model, args.decode_tokens, args.repeats)
     first, last = rows[0], rows[-1]
     summary = {
-        'model': model.name, 'api': model.api, 'torch_threads': torch.get_num_threads(),
+        'model': model.name, 'api': model.api,
+        'attention': getattr(model.backend.model.config, '_attn_implementation', None),
+        'torch_threads': torch.get_num_threads(),
         'machine': platform.machine(), 'cpu_count': os.cpu_count(),
         'turns': args.turns, 'ttft_repeats': args.ttft_repeats,
         'final_chat_tokens': last['chat_tokens'],
