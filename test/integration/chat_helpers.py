@@ -13,8 +13,13 @@
 # limitations under the License.
 """Shared helpers for the chat-engine integration tests: run turns, recompute, compare caches."""
 
+from ros2_nano_llm import ChatHistory
 from ros2_nano_llm.models.base import Inputs, KVCache
 import torch
+
+PROMPTS = ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?',
+           'Name a colour.', 'Say goodbye in French.', 'One more thing: count to three.']
+SEA = 'Write a short sentence about the sea.'
 
 
 def reply(model, history, max_new_tokens=12, use_cache=True, **kwargs):
@@ -34,6 +39,54 @@ def recompute(model, history, max_new_tokens=12, **kwargs):
                          max_new_tokens=max_new_tokens, **kwargs)
     out.wait()
     return list(out.tokens)
+
+
+def chat(model, turns, **kwargs):
+    """Return a history with ``turns`` answered turns (cached path) and the replies' tokens."""
+    history = ChatHistory(model, **kwargs)
+    replies = []
+    for prompt in PROMPTS[:turns]:
+        history.append('user', prompt)
+        replies.append(reply(model, history))
+    return history, replies
+
+
+def turns_equal_recompute(model, turns):
+    """Answer ``turns`` turns on the cache, each equal to recomputing the chat; return it."""
+    history = ChatHistory(model)
+    for prompt in PROMPTS[:turns]:
+        history.append('user', prompt)
+        expected = recompute(model, history)
+        got = reply(model, history)
+        assert got == expected
+        assert got, 'a reply must have tokens'
+    return history
+
+
+def stream_twice(model, max_new_tokens=20, between=None):
+    """
+    Answer ``SEA`` streaming, then again without streaming, each from an empty cache.
+
+    ``between`` runs between the two. Returns ``(pieces, stream, text)``.
+    """
+    history = ChatHistory(model)
+    history.append('user', SEA)
+    new, _ = history.embed_chat()
+    stream = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=max_new_tokens)
+    pieces = list(stream)
+    if between is not None:
+        between()
+    text = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=max_new_tokens,
+                          streaming=False)
+    return pieces, stream, text
+
+
+def stop_after(stream, pieces=3):
+    """Read ``stream``, asking it to stop once ``pieces`` pieces arrived; return it ended."""
+    for i, _ in enumerate(stream):
+        if i == pieces - 1:
+            stream.stop()
+    return stream
 
 
 def layer_tensors(cache_state):

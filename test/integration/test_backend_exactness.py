@@ -21,12 +21,10 @@ pop/remove/wrap/reset, replies exactly as recomputing the whole chat from an emp
 its cache predicts the same logits as a fresh prefill.
 """
 
-from chat_helpers import assert_logits_exact, recompute, reply
+from chat_helpers import assert_logits_exact, chat, PROMPTS, recompute, reply, stop_after, \
+    stream_twice, turns_equal_recompute
 import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
-
-PROMPTS = ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?',
-           'Name a colour.', 'Say goodbye in French.', 'One more thing: count to three.']
 
 # float32 transformers agrees with itself to ~1e-5 across batch shapes. llama.cpp is bit-exact:
 # its backend re-batches positions that decode steps computed (a lone token comes out ~0.5
@@ -47,29 +45,14 @@ def model(request):
     m.close()
 
 
-def chat(model, turns, **kwargs):
-    """Return a history with ``turns`` answered turns (cached path)."""
-    history = ChatHistory(model, **kwargs)
-    for prompt in PROMPTS[:turns]:
-        history.append('user', prompt)
-        reply(model, history)
-    return history
-
-
 def test_turns_cached_equal_recompute(model):
-    history = ChatHistory(model)
-    for prompt in PROMPTS[:4]:
-        history.append('user', prompt)
-        expected = recompute(model, history)
-        got = reply(model, history)
-        assert got == expected
-        assert got, 'a reply must have tokens'
+    history = turns_equal_recompute(model, 4)
     assert_logits_exact(model, history, **TOLERANCE[model.api])
 
 
 @pytest.mark.parametrize('edit', ['pop', 'remove_middle', 'del_slice', 'reset', 'wrap'])
 def test_edits_keep_cache_exact(model, edit):
-    history = chat(model, 4)
+    history, _ = chat(model, 4)
     if edit == 'pop':
         history.pop(2)
     elif edit == 'remove_middle':
@@ -115,13 +98,10 @@ def test_interleaved_chats_equal_separate_chats(model):
 
 
 def test_stopped_reply_leaves_cache_exact(model):
-    history = chat(model, 1)
+    history, _ = chat(model, 1)
     history.append('user', PROMPTS[1])
     new, _ = history.embed_chat()
-    stream = model.generate(new, kv_cache=history.kv_cache, max_new_tokens=40)
-    for i, _ in enumerate(stream):
-        if i == 2:
-            stream.stop()
+    stream = stop_after(model.generate(new, kv_cache=history.kv_cache, max_new_tokens=40))
     assert stream.stop_reason == 'stopped' and len(stream.tokens) < 40
     history.append('bot', stream)
     history.append('user', PROMPTS[2])
@@ -130,12 +110,7 @@ def test_stopped_reply_leaves_cache_exact(model):
 
 
 def test_streaming_equals_non_streaming(model):
-    history = ChatHistory(model)
-    history.append('user', 'Write a short sentence about the sea.')
-    new, _ = history.embed_chat()
-    stream = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=20)
-    pieces = list(stream)
-    text = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=20, streaming=False)
+    pieces, stream, text = stream_twice(model)
     assert ''.join(pieces) == stream.text == text
     assert all('\ufffd' not in p for p in pieces)
     assert model.stats['output_tokens'] == len(stream.tokens) > 1

@@ -23,7 +23,7 @@ hub id such as ``mlc-ai/SmolLM2-135M-Instruct-q4f16_1-MLC``.
 import importlib.util
 import os
 
-from chat_helpers import reply
+from chat_helpers import reply, stream_twice
 import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
 from ros2_nano_llm.models.loading import ModelSource
@@ -87,11 +87,6 @@ def test_chat_turns_and_edits_send_the_rendered_chat(mlc):
 
 @needs_mlc
 def test_streaming_equals_non_streaming(mlc):
-    history = ChatHistory(mlc)
-    history.append('user', 'Write a short sentence about the sea.')
-    new, _ = history.embed_chat()
-    stream = mlc.generate(new, kv_cache=mlc.new_cache(), max_new_tokens=20)
-    pieces = list(stream)
-    text = mlc.generate(new, kv_cache=mlc.new_cache(), max_new_tokens=20, streaming=False)
+    pieces, stream, text = stream_twice(mlc)
     assert ''.join(pieces) == stream.text == text
     assert mlc.stats['output_tokens'] == len(stream.tokens) > 0

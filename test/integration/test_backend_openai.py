@@ -22,7 +22,7 @@ resets and wraps), and the server's greedy reply is the one llama.cpp gives in-p
 
 import time
 
-from chat_helpers import recompute, reply
+from chat_helpers import PROMPTS, recompute, reply, stop_after, stream_twice
 import pytest
 from ros2_nano_llm import bot_function, BotFunctions, ChatHistory, NanoLLM
 from ros2_nano_llm.models.llama_server import free_port, serve
@@ -32,8 +32,6 @@ SERVER = 'pip install llama-cpp-python[server]==0.3.36'
 pytest.importorskip('llama_cpp', reason=f'llama-cpp-python is not installed ({SERVER})')
 pytest.importorskip('sse_starlette', reason=f'the llama_cpp server is not installed ({SERVER})')
 
-PROMPTS = ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?',
-           'Name a colour.', 'One more thing: count to three.']
 VOLUME = []
 
 
@@ -99,7 +97,7 @@ def test_edits_send_exactly_the_edited_chat(remote, edit):
         history.embed_chat(max_tokens=total - 5, wrap_tokens=total // 2)
         assert history[1].role == 'user' and history.num_tokens <= total - 5
         history.pop()
-    history.append('user', PROMPTS[4])
+    history.append('user', PROMPTS[5])
     rendered = remote.detokenize(history._render().tokens)
     assert reply(remote, history, max_new_tokens=8)
     assert sent(remote) == rendered
@@ -118,15 +116,10 @@ def test_reply_equals_llama_cpp_in_process(remote):
 
 
 def test_streaming_equals_non_streaming(remote):
-    history = ChatHistory(remote)
-    history.append('user', 'Write a short sentence about the sea.')
-    new, _ = history.embed_chat()
-    stream = remote.generate(new, kv_cache=remote.new_cache(), max_new_tokens=20)
-    pieces = list(stream)
     # the server re-runs the last token of a prompt it holds whole on its own, which llama.cpp
-    # computes slightly differently from a batch: send another prompt first
-    remote.generate('Something else.', max_new_tokens=1, streaming=False)
-    text = remote.generate(new, kv_cache=remote.new_cache(), max_new_tokens=20, streaming=False)
+    # computes slightly differently from a batch: send another prompt in between
+    pieces, stream, text = stream_twice(remote, between=lambda: remote.generate(
+        'Something else.', max_new_tokens=1, streaming=False))
     assert ''.join(pieces) == stream.text == text
     assert len(stream.tokens) == 20 and stream.stop_reason == 'length'
     stats = remote.stats
@@ -138,11 +131,8 @@ def test_stop_interrupts_and_the_chat_goes_on(remote):
     history = ChatHistory(remote)
     history.append('user', 'Tell me a very long story about a robot.')
     new, _ = history.embed_chat()
-    stream = remote.generate(new, kv_cache=history.kv_cache, max_new_tokens=500,
-                             stop_tokens=history.stop_tokens)
-    for i, _ in enumerate(stream):
-        if i == 2:
-            stream.stop()
+    stream = stop_after(remote.generate(new, kv_cache=history.kv_cache, max_new_tokens=500,
+                                        stop_tokens=history.stop_tokens))
     assert stream.stop_reason == 'stopped' and len(stream.tokens) < 20
     history.append('bot', stream)
     history.append('user', PROMPTS[0])

@@ -17,13 +17,11 @@ Cached multi-turn chat is token-identical to recomputing from scratch, and the c
 Runs on tiny random-weight models of several architectures and on the embedded SmolLM2.
 """
 
-from chat_helpers import assert_cache_exact, recompute, reply
+from chat_helpers import assert_cache_exact, chat, PROMPTS, recompute, reply, stream_twice, \
+    turns_equal_recompute
 import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
 import torch
-
-PROMPTS = ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?',
-           'Name a colour.', 'Say goodbye in French.', 'One more thing: count to three.']
 
 
 @pytest.fixture(scope='module', params=['llama', 'qwen2', 'smollm2'])
@@ -37,24 +35,8 @@ def model(request, tiny_model_dir, smollm2):
     m.close()
 
 
-def chat(model, turns, **kwargs):
-    """Return a history with ``turns`` answered turns (cached path) and the replies."""
-    history = ChatHistory(model, **kwargs)
-    replies = []
-    for prompt in PROMPTS[:turns]:
-        history.append('user', prompt)
-        replies.append(reply(model, history))
-    return history, replies
-
-
 def test_five_turns_cached_equal_recompute(model):
-    history = ChatHistory(model)
-    for prompt in PROMPTS[:5]:
-        history.append('user', prompt)
-        expected = recompute(model, history)
-        got = reply(model, history)
-        assert got == expected
-        assert got, 'a reply must have tokens'
+    history = turns_equal_recompute(model, 5)
     assert_cache_exact(model, history)
 
 
@@ -136,12 +118,7 @@ def test_wrap_through_generation_stays_usable(tiny_llama):
 
 
 def test_streaming_equals_non_streaming(model):
-    history = ChatHistory(model)
-    history.append('user', 'Write a short sentence about the sea.')
-    new, _ = history.embed_chat()
-    stream = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=20)
-    pieces = list(stream)
-    text = model.generate(new, kv_cache=model.new_cache(), max_new_tokens=20, streaming=False)
+    pieces, stream, text = stream_twice(model)
     assert ''.join(pieces) == stream.text == text
     assert all('\ufffd' not in p for p in pieces)
 
