@@ -17,14 +17,21 @@ pip install of the ros2_nano_llm Python package, for use without colcon.
 The ROS 2 build is CMakeLists.txt + package.xml (colcon, see scripts/setup.sh); it also
 generates ros2_nano_llm.msg / ros2_nano_llm.srv, which a plain pip install does not have.
 This file gives the library and the terminal chat (``python3 -m ros2_nano_llm.chat``).
-The model backends are extras, so that pip never picks a torch build by itself:
-install requirements.txt first (it pins the CPU torch), or ``pip install .[hf]``.
+The core needs numpy only (no torch): the ``openai`` backend works with it alone. Each
+other backend is an extra, so that pip never picks a torch build by itself: ``.[llama_cpp]``
+(llama.cpp, no torch), ``.[hf]`` (torch, transformers), ``.[vision]`` (hf plus the image
+stack), ``.[all]``. Install requirements.txt first to get the pinned CPU torch.
 """
 
 from setuptools import find_packages
 from setuptools import setup
 
 package_name = 'ros2_nano_llm'
+
+HF = ['torch', 'transformers>=5', 'accelerate', 'gguf']
+# the backend drives llama.cpp's context through llama-cpp-python's 0.3 internals
+LLAMA_CPP = ['llama-cpp-python>=0.3.36,<0.4']
+VISION = HF + ['opencv-python-headless', 'rosbags-image']
 
 setup(
     name=package_name,
@@ -35,10 +42,12 @@ setup(
     maintainer_email='maintainers@ros2-nano-llm.dev',
     python_requires='>=3.10',
     packages=find_packages(include=[package_name, package_name + '.*']),
-    install_requires=['numpy', 'PyYAML', 'termcolor'],
+    install_requires=['numpy', 'PyYAML', 'termcolor', 'pillow', 'Jinja2'],
     extras_require={
-        'hf': ['torch', 'transformers>=5', 'accelerate', 'gguf'],
-        'vision': ['pillow', 'opencv-python-headless', 'rosbags-image'],
+        'hf': HF,
+        'llama_cpp': LLAMA_CPP,
+        'vision': VISION,
+        'all': HF + LLAMA_CPP + VISION,
         'test': ['pytest'],
     },
     entry_points={

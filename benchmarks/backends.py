@@ -39,9 +39,10 @@ import statistics
 import time
 import urllib.request
 
+import _support  # noqa: F401 - test/ on sys.path for the test-support package
 from ros2_nano_llm import ChatHistory, ChatMessage, NanoLLM
-from ros2_nano_llm.models.llama_server import serve
 from ros2_nano_llm.models.loading import default_model_path
+from support.llama_server import serve
 import torch
 
 STORY = 'Write a long story about a robot who learns to paint. Describe every step in detail.'
@@ -273,7 +274,7 @@ def backend(name, args):
     """Yield (our model, the plain loop, how the plain loop takes a rendered chat)."""
     path = default_model_path()
     if name == 'hf':
-        model = NanoLLM.from_pretrained('default')
+        model = NanoLLM.from_pretrained('default', api='hf')
         yield model, HFPlain(model), lambda inputs: inputs.tokens
     elif name == 'llama_cpp':
         model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=args.threads,

@@ -160,7 +160,8 @@ def main():
     p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
                                                  'multiturn.json'))
     args = p.parse_args()
-    model = NanoLLM.from_pretrained(args.model)
+    # hf: the plain loop it compares with is transformers' forward + argmax
+    model = NanoLLM.from_pretrained(args.model, api='hf')
     if args.attention == 'sdpa':
         model.backend.model.set_attn_implementation('sdpa')  # transformers' own, for comparison
     # warm up the kernels for both prompt and single-token shapes

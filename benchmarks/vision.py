@@ -59,7 +59,8 @@ def main():
     args = p.parse_args()
     path = args.model
     if path is None:
-        from ros2_nano_llm.models.tiny_vision import build_tiny_llava
+        import _support  # noqa: F401 - test/ on sys.path for the test-support package
+        from support.tiny_vision import build_tiny_llava
         path = build_tiny_llava(tempfile.mkdtemp(prefix='tiny-llava-'))
     model = NanoLLM.from_pretrained(path)
     rng = np.random.default_rng(0)

@@ -13,24 +13,29 @@
 # limitations under the License.
 """NanoLLM: load a model, then generate streaming replies on its own worker thread."""
 
+import atexit
 import logging
 import queue
 import threading
 from typing import Any, Dict, Optional, Sequence, Union
+import weakref
 
 import numpy as np
-import torch
 
 from .chat.stream import StreamingResponse
 from .generation import GenerationJob, run
-from .models import get_backend
-from .models.base import Backend, Inputs, KVCache
-from .models.loading import resolve
+from .models import auto_api, get_backend
+from .models.backend import Backend
+from .models.base import Inputs, KVCache, TokenArray
 from .models.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 
-InputLike = Union[str, Sequence[int], np.ndarray, torch.Tensor, Inputs]
+# text, token ids (list, numpy, torch), an embedding (T, D) (numpy, torch), or an Inputs
+InputLike = Union[str, Sequence[int], np.ndarray, Any, Inputs]
+
+# models still open at interpreter exit are closed first (see close())
+_open_models: 'weakref.WeakSet[NanoLLM]' = weakref.WeakSet()
 
 
 class NanoLLM:
@@ -44,6 +49,14 @@ class NanoLLM:
         self._jobs: 'queue.Queue[Optional[GenerationJob]]' = queue.Queue()
         self._worker: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self._current: Optional[GenerationJob] = None
+        _open_models.add(self)
+
+    def __enter__(self) -> 'NanoLLM':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     @staticmethod
     def from_pretrained(model: str, api: Optional[str] = None, quantization: Optional[str] = None,
@@ -51,13 +64,15 @@ class NanoLLM:
         """
         Load ``model``: a local directory, a .gguf file, a hub id, or ``'default'``.
 
-        ``api`` picks the backend (``'hf'`` when None). ``max_context_len`` caps the context
-        window; other keyword arguments go to the backend.
+        ``api`` picks the backend: ``'hf'``, ``'llama_cpp'``, ``'openai'``, ``'mlc'``, or
+        None / ``'auto'``: llama_cpp for a GGUF model (``'default'`` is one) when
+        llama-cpp-python is installed, else hf. ``max_context_len`` caps the context window;
+        other keyword arguments go to the backend.
         """
-        api = api or 'hf'
+        api = auto_api(model) if api in (None, '', 'auto') else api
         backend_cls = get_backend(api)
         # a backend may name models its own way (a server's model names)
-        source = backend_cls.resolve(model) if hasattr(backend_cls, 'resolve') else resolve(model)
+        source = backend_cls.resolve(model)
         backend = backend_cls.load(source, quantization=quantization,
                                    max_context_len=max_context_len, **kwargs)
         return NanoLLM(backend, api)
@@ -65,8 +80,8 @@ class NanoLLM:
     # ---- model facts -------------------------------------------------------------------
     @property
     def tokenizer(self) -> Any:
-        """Return the backend's tokenizer object."""
-        return getattr(self.backend, 'tokenizer', None)
+        """Return the backend's tokenizer object (None where the backend has none)."""
+        return self.backend.tokenizer
 
     @property
     def has_vision(self) -> bool:
@@ -78,27 +93,30 @@ class NanoLLM:
         """Return the model's name."""
         return self.config.name
 
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> np.ndarray:
-        """Return the token ids of ``text`` as a 1-D int64 array."""
-        return np.asarray(self.backend.tokenize(text, add_special_tokens), dtype=np.int64)
+    def tokenize(self, text: str, add_special_tokens: bool = False,
+                 special: bool = False) -> np.ndarray:
+        """
+        Return the token ids of ``text`` as a 1-D int64 array.
+
+        Control-token text such as ``<|im_end|>`` stays plain text unless ``special=True``
+        (for template markup only).
+        """
+        return np.asarray(self.backend.tokenize(text, add_special_tokens, special),
+                          dtype=np.int64)
 
     def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Return the text of ``tokens``."""
         return self.backend.detokenize([int(t) for t in tokens], skip_special_tokens)
 
-    def embed_text(self, text: str) -> torch.Tensor:
-        """Return the input embeddings (T, D) of ``text``."""
-        embed = getattr(self.backend, 'embed_inputs', None)
-        if embed is None:
-            raise NotImplementedError(f"api='{self.api}' does not expose input embeddings")
-        return embed(Inputs.from_tokens(self.backend.tokenize(text)))
+    def embed_text(self, text: str) -> Any:
+        """Return the input embeddings (T, D) of ``text`` (api='hf' only)."""
+        return self.backend.embed_inputs(Inputs.from_tokens(self.backend.tokenize(text)))
 
-    def embed_image(self, image: Any) -> torch.Tensor:
+    def embed_image(self, image: Any) -> Any:
         """Return the embedding (T, D) of an image (vision models only)."""
-        embed = getattr(self.backend, 'embed_image', None)
-        if embed is None or not self.has_vision:
+        if not self.has_vision:
             raise ValueError(f'{self.name} is a text-only model and cannot take images')
-        return embed(image)
+        return self.backend.embed_image(image)
 
     def new_cache(self) -> KVCache:
         """Return an empty KV cache for this model."""
@@ -112,14 +130,17 @@ class NanoLLM:
                  kv_cache: Optional[KVCache] = None, functions: Any = None,
                  template: Any = None, reply_prefix: Optional[str] = None,
                  seed: Optional[int] = None, timeout: Optional[float] = 300.0,
-                 **kwargs) -> Union[StreamingResponse, str]:
+                 constraint: Any = None, **kwargs) -> Union[StreamingResponse, str]:
         """
         Generate a reply to ``inputs`` after what ``kv_cache`` holds.
 
         ``inputs`` is text, token ids or an ``Inputs`` (from ``ChatHistory.embed_chat()``).
         ``functions`` (bot functions) run when the reply calls them; their results are fed
         back in the ``template``'s format (default: the model's). ``reply_prefix`` is text
-        the reply must start with; ``seed`` makes sampling repeatable. Returns a
+        the reply must start with; ``seed`` makes sampling repeatable; ``constraint`` (an
+        object with ``mask(logits)``, ``advance(token)`` and ``done()``) limits which tokens
+        may come next. A stop string of several tokens ends the reply and is not kept in it.
+        Returns a
         ``StreamingResponse`` that fills from the model's worker thread, or the finished
         text when ``streaming=False``.
         """
@@ -131,45 +152,51 @@ class NanoLLM:
         prompt = self._to_inputs(inputs)
         cache = kv_cache if kv_cache is not None else self.new_cache()
         stream = StreamingResponse(self.detokenize, timeout=timeout, kv_cache=cache)
-        stop_ids, stop_sequences = self._stop_tokens(stop_tokens)
+        stop_ids, stop_strings = self._stop_tokens(stop_tokens)
         hook = None
         if functions:
             from .functions.streaming import FunctionHook
             hook = FunctionHook(self, functions, template)
-        prefix = self.backend.tokenize(reply_prefix) if reply_prefix else []
+        # the prefix is the program's markup (a tool-call marker), not user text
+        prefix = self.backend.tokenize(reply_prefix, special=True) if reply_prefix else []
+        prompt.check(cache)  # a stale embed_chat() result fails here, in the caller's thread
         self._submit(GenerationJob(
             prompt, cache, stream, params, max_new_tokens, min_new_tokens, stop_ids,
-            stop_sequences, hook, prefix, seed=seed))
+            stop_strings, hook, prefix, seed=seed, constraint=constraint))
         return stream if streaming else stream.wait()
 
     def _to_inputs(self, inputs: InputLike) -> Inputs:
         if isinstance(inputs, Inputs):
             prompt = inputs
+        elif isinstance(inputs, TokenArray):
+            prompt = inputs.to_inputs()  # from embed_chat(): keeps the cache it follows
         elif isinstance(inputs, str):
             prompt = Inputs.from_tokens(self.backend.tokenize(inputs))
-        elif isinstance(inputs, (np.ndarray, torch.Tensor)) and inputs.dtype in (
-                np.float16, np.float32, torch.float16, torch.float32, torch.bfloat16):
-            prompt = Inputs()
-            prompt.add_embedding(torch.as_tensor(inputs).reshape(-1, inputs.shape[-1]))
+        elif _is_float_array(inputs):
+            prompt = Inputs()  # an embedding (T, D): the backend takes it as it is
+            prompt.add_embedding(inputs.reshape(-1, inputs.shape[-1]))
         else:
+            if hasattr(inputs, 'cpu'):  # a torch tensor of token ids
+                inputs = inputs.cpu().numpy()
             prompt = Inputs.from_tokens(np.asarray(inputs).reshape(-1).tolist())
         if len(prompt) == 0:
             raise ValueError('empty prompt: nothing to generate from')
         return prompt
 
     def _stop_tokens(self, stop_tokens):
+        # a stop string that is one (control) token stops on the id; longer ones on the text
         ids = set(self.config.eos_token_ids)
-        sequences = []
+        strings = []
         for stop in stop_tokens or ():
             if isinstance(stop, str):
-                tokens = self.backend.tokenize(stop)
+                tokens = self.backend.tokenize(stop, special=True)
                 if len(tokens) == 1:
                     ids.add(tokens[0])
                 elif tokens:
-                    sequences.append(tokens)
+                    strings.append(stop)
             else:
                 ids.add(int(stop))
-        return sorted(ids), sequences
+        return sorted(ids), strings
 
     def _submit(self, job: GenerationJob) -> None:
         with self._lock:
@@ -184,16 +211,42 @@ class NanoLLM:
             job = self._jobs.get()
             if job is None:
                 return
-            run(self.backend, job, self.stats)
+            self._current = job
+            try:
+                run(self.backend, job, self.stats)
+            finally:
+                self._current = None
+
+    def _pending_streams(self):
+        # the replies not yet finished: the one running and the queued ones
+        with self._jobs.mutex:
+            jobs = [j for j in self._jobs.queue if j is not None]
+        current = self._current
+        return [j.stream for j in ([current] if current is not None else []) + jobs]
 
     def close(self) -> None:
-        """Stop the worker thread and free the model."""
+        """Stop the worker thread (after the reply in progress), then free the model."""
         with self._lock:
             if self._worker is not None and self._worker.is_alive():
                 self._jobs.put(None)
-                self._worker.join(timeout=30)
+                self._worker.join()
             self._worker = None
-        close = getattr(self.backend, 'close', None)
-        if close is not None:
-            close()
-        self.backend = None
+            if self.backend is not None:
+                self.backend.close()
+            self.backend = None
+        _open_models.discard(self)
+
+
+def _is_float_array(value: Any) -> bool:
+    # numpy arrays and torch tensors alike, without importing torch
+    return 'float' in str(getattr(value, 'dtype', '')) and len(getattr(value, 'shape', ())) >= 1
+
+
+@atexit.register
+def _close_open_models() -> None:
+    # a worker still inside llama.cpp or torch while the interpreter finalizes aborts the
+    # process ("terminate called without an active exception"): stop them in order first
+    for model in list(_open_models):
+        for job in model._pending_streams():
+            job.stop()
+        model.close()

@@ -32,4 +32,4 @@ default_prompt=(--prompt 'What is a robot? Answer in two sentences.'
 for arg in "$@"; do
   case "$arg" in --prompt|--prompt=*) default_prompt=() ;; esac
 done
-exec python3 -P -m ros2_nano_llm.chat --api hf --model default "${default_prompt[@]}" "$@"
+exec python3 -P -m ros2_nano_llm.chat --api auto --model default "${default_prompt[@]}" "$@"

@@ -24,8 +24,6 @@ import re
 import threading
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-import numpy as np
-
 from .message import ChatMessage, normalize_role
 from .render import Renderer
 from .stream import StreamingResponse
@@ -57,7 +55,9 @@ class ChatHistory:
         self.lock = threading.RLock()
         self.messages: List[ChatMessage] = []
         self.kv_cache: KVCache = model.new_cache()
-        self._renderer = Renderer(self.template, model.backend.tokenize)
+        # the template's own markup is control tokens; message text never is
+        self._renderer = Renderer(self.template,
+                                  lambda text: model.backend.tokenize(text, special=True))
         self._keys: List[Any] = []
         self.reset()
 
@@ -287,9 +287,9 @@ class ChatHistory:
             if position == len(inputs):
                 position -= 1  # the model needs at least one new position to predict from
             self.kv_cache.crop(position)
-            new = inputs.slice_from(position)
+            new = inputs.slice_from(position).bind(self.kv_cache)  # generate() checks it
             if new.is_text:
-                return np.asarray(new.tokens, dtype=np.int64), position
+                return new.token_array(), position
             return new, position
 
     def cached_tokens(self) -> int:

@@ -68,7 +68,7 @@ class FunctionHook:
                 call.style == 'python' else f' -> {result}'
             injected += self._tool_turn(content) if turn else content
             records.append((call, result, content, turn))
-        tokens = self.model.backend.tokenize(injected)
+        tokens = self.model.backend.tokenize(injected, special=True)  # the turn markup
         start = len(stream.tokens)
         for call, result, content, turn in records:
             stream.calls.append(FunctionCall(call, result, start, start + len(tokens), content,

@@ -12,20 +12,22 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The backend interface, the prompt input type and the KV cache record.
+The prompt input type, the model facts and the KV cache record (numpy only, no torch).
 
 A backend is stateless between calls: the caller owns the cache and passes it in,
-the way ``past_key_values`` works in transformers.
+the way ``past_key_values`` works in transformers. The backend contract itself is in
+``models/backend.py``.
 """
 
 from dataclasses import dataclass, field
 import itertools
-from typing import Any, List, Optional, Protocol, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
-import torch
+import numpy as np
 
-# A prompt segment is either token ids or an embedding of shape (T, D) (e.g. an image).
-Segment = Union[List[int], torch.Tensor]
+# A prompt segment is either token ids or an embedding of shape (T, D) (e.g. an image): a
+# torch tensor or a numpy array; only the backends that take embeddings look inside.
+Segment = Union[List[int], Any]
 
 _opaque_ids = itertools.count()
 
@@ -57,6 +59,9 @@ class Inputs:
 
     segments: List[Segment] = field(default_factory=list)
     keys: List[Any] = field(default_factory=list)
+    # the cache this input continues, when it was made for one (see bind() and check())
+    start: Optional[int] = None
+    base_hash: Optional[int] = None
 
     @classmethod
     def from_tokens(cls, tokens: Sequence[int]) -> 'Inputs':
@@ -75,7 +80,7 @@ class Inputs:
             self.segments.append(tokens)
         self.keys.extend(tokens)
 
-    def add_embedding(self, embedding: torch.Tensor, key: Any = None) -> None:
+    def add_embedding(self, embedding: Any, key: Any = None) -> None:
         """Append an embedding of shape (T, D); ``key`` names it (one key per row)."""
         if key is None:
             key = ('embedding', next(_opaque_ids))
@@ -108,30 +113,43 @@ class Inputs:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def token_array(self) -> 'TokenArray':
+        """Return the token ids as an int64 array that keeps this input's cache binding."""
+        out = np.asarray(self.tokens, dtype=np.int64).view(TokenArray)
+        out.start, out.base_hash = self.start, self.base_hash
+        return out
 
-class Backend(Protocol):
-    """What a model backend implements. Caches are passed in, never hidden."""
+    def bind(self, cache: 'KVCache') -> 'Inputs':
+        """Record that this input goes on after exactly what ``cache`` holds now."""
+        self.start, self.base_hash = len(cache), cache.fingerprint()
+        return self
 
-    name: str
-    config: ModelConfig
+    def check(self, cache: 'KVCache') -> None:
+        """Raise ValueError when ``cache`` no longer holds what this input was made after."""
+        if self.start is None:
+            return
+        if len(cache) != self.start or cache.fingerprint() != self.base_hash:
+            raise ValueError(
+                f'this input was made to follow {self.start} cached positions, but the KV cache '
+                f'now holds {len(cache)} other ones (it was cropped, reset or grown since); '
+                'call embed_chat() again right before generate()')
 
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        """Turn text into token ids (special-token text such as ``<|im_end|>`` is parsed)."""
 
-    def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
-        """Turn token ids into text."""
+class TokenArray(np.ndarray):
+    """Token ids (int64) that remember the cache state they were made to follow."""
 
-    def new_cache(self) -> Any:
-        """Return an empty backend cache state."""
+    start: Optional[int] = None
+    base_hash: Optional[int] = None
 
-    def prefill(self, inputs: Inputs, cache: Any, start: int) -> torch.Tensor:
-        """Run ``inputs`` at positions ``start..`` into ``cache``; return last logits (V,)."""
+    def __array_finalize__(self, obj: Any) -> None:
+        self.start = getattr(obj, 'start', None)
+        self.base_hash = getattr(obj, 'base_hash', None)
 
-    def decode_step(self, token: int, cache: Any, pos: int) -> torch.Tensor:
-        """Run one token at position ``pos``; return its logits (V,)."""
-
-    def crop(self, cache: Any, length: int) -> None:
-        """Drop every cached position from ``length`` on."""
+    def to_inputs(self) -> Inputs:
+        """Return these ids as an ``Inputs`` with the same binding."""
+        inputs = Inputs.from_tokens(self.tolist())
+        inputs.start, inputs.base_hash = self.start, self.base_hash
+        return inputs
 
 
 class KVCache:
@@ -142,7 +160,7 @@ class KVCache:
     worked out from tensor contents.
     """
 
-    def __init__(self, backend: Backend, state: Any = None):
+    def __init__(self, backend: Any, state: Any = None):
         self.backend = backend
         self.state = backend.new_cache() if state is None else state
         self.keys: List[Any] = []
@@ -169,3 +187,7 @@ class KVCache:
     def reset(self) -> None:
         """Empty the cache."""
         self.crop(0)
+
+    def fingerprint(self) -> int:
+        """Return a hash of the keys held: equal fingerprints mean the same positions."""
+        return hash(tuple(self.keys))

@@ -11,15 +11,17 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The transformers/torch backend."""
+"""The transformers/torch backend (the ``hf`` extra: torch, transformers)."""
 
 import logging
 import os
 import shutil
 from typing import Any, List, Optional, Sequence
 
+import numpy as np
 import torch
 
+from .backend import LogitsBackend
 from .base import Inputs, ModelConfig
 from .loading import cached_conversion, converted_dir, download, ModelSource
 
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
-class HFBackend:
+class HFBackend(LogitsBackend):
     """A transformers model run step by step with a caller-owned ``DynamicCache``."""
 
     name = 'hf'
@@ -81,9 +83,11 @@ class HFBackend:
                  device, dtype, model.config._attn_implementation, path)
         return cls(model, tokenizer, config, vision)
 
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        """Turn text into token ids; special-token text such as ``<|im_end|>`` is parsed."""
-        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+    def tokenize(self, text: str, add_special_tokens: bool = False,
+                 special: bool = False) -> List[int]:
+        """Turn text into token ids; ``<|im_end|>`` and the like are markup only if ``special``."""
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens,
+                                     split_special_tokens=not special)
 
     def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Turn token ids into text."""
@@ -95,7 +99,7 @@ class HFBackend:
         return DynamicCache(config=self.model.config.get_text_config())
 
     @torch.inference_mode()
-    def prefill(self, inputs: Inputs, cache: Any, start: int) -> torch.Tensor:
+    def prefill(self, inputs: Inputs, cache: Any, start: int) -> np.ndarray:
         """Run the prompt at positions ``start..`` into ``cache``; return the last logits (V,)."""
         n = len(inputs)
         if n == 0:
@@ -109,16 +113,16 @@ class HFBackend:
             embeds = self.embed_inputs(inputs).unsqueeze(0)  # (1, T, D)
             out = self.model(inputs_embeds=embeds, past_key_values=cache, use_cache=True,
                              cache_position=cache_position, logits_to_keep=1)
-        return out.logits[0, -1]  # (V,)
+        return _to_numpy(out.logits[0, -1])  # (V,)
 
     @torch.inference_mode()
-    def decode_step(self, token: int, cache: Any, pos: int) -> torch.Tensor:
+    def decode_step(self, token: int, cache: Any, pos: int) -> np.ndarray:
         """Run one token at position ``pos``; return its logits (V,)."""
         ids = torch.tensor([[token]], device=self.device)  # (1, 1)
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True,
                          cache_position=torch.tensor([pos], device=self.device),
                          logits_to_keep=1)
-        return out.logits[0, -1]  # (V,)
+        return _to_numpy(out.logits[0, -1])  # (V,)
 
     def crop(self, cache: Any, length: int) -> None:
         """Drop every cached position from ``length`` on."""
@@ -135,6 +139,7 @@ class HFBackend:
             if isinstance(seg, list):
                 parts.append(self._embed_tokens(torch.tensor(seg, device=self.device)))  # (t, D)
             else:
+                seg = torch.as_tensor(seg)  # numpy rows are welcome too
                 parts.append(seg.to(self.device, self._embed_tokens.weight.dtype))  # (t, D)
         return torch.cat(parts, dim=0)
 
@@ -145,6 +150,11 @@ class HFBackend:
         from ..vision.convert import to_rgb_array
         with torch.inference_mode():
             return self.vision.embed(to_rgb_array(image))
+
+
+def _to_numpy(logits: torch.Tensor) -> np.ndarray:
+    # the generation loop samples with numpy: the same float32 values, on the CPU
+    return logits.float().cpu().numpy()  # (V,)
 
 
 def convert_gguf(gguf_path: str) -> str:

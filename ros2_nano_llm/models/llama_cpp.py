@@ -36,8 +36,8 @@ from typing import Any, Iterator, List, Optional, Sequence
 import weakref
 
 import numpy as np
-import torch
 
+from .backend import LogitsBackend
 from .base import Inputs, ModelConfig
 from .loading import ModelSource
 
@@ -74,7 +74,7 @@ class LlamaCppCache:
         return len(self.tokens)
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(LogitsBackend):
     """A GGUF model run token by token on one llama.cpp context (see the module docstring)."""
 
     name = 'llama_cpp'
@@ -94,7 +94,7 @@ class LlamaCppBackend:
         self._pieces = {True: {}, False: {}}  # special -> token id -> its bytes
         # joining cached pieces is what llama_detokenize does, unless the vocabulary cleans up
         # spaces around punctuation; then every call goes to llama_detokenize
-        probe = self.tokenize("Hi , it 's me . Don 't ! <|im_end|> 1 2", False)
+        probe = self.tokenize("Hi , it 's me . Don 't ! <|im_end|> 1 2", special=True)
         self._join_pieces = all(self._join(probe, s) == self._llama_detokenize(probe, s)
                                 for s in (True, False))
 
@@ -155,11 +155,13 @@ class LlamaCppBackend:
         return cls(llm, config)
 
     # ---- text ----------------------------------------------------------------------------
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        """Turn text into token ids; special-token text such as ``<|im_end|>`` is parsed."""
+    def tokenize(self, text: str, add_special_tokens: bool = False,
+                 special: bool = False) -> List[int]:
+        """Turn text into token ids; ``<|im_end|>`` and the like are markup only if ``special``."""
         if not text:
             return []
-        return self.llm.tokenize(text.encode('utf-8'), add_bos=add_special_tokens, special=True)
+        return self.llm.tokenize(text.encode('utf-8'), add_bos=add_special_tokens,
+                                 special=special)
 
     def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Turn token ids into text (a cut multi-byte character shows as U+FFFD)."""
@@ -214,6 +216,15 @@ class LlamaCppBackend:
             raise ValueError(f'token ids {bad[:5]} are not in the vocabulary of '
                              f'{self._n_vocab} tokens')
 
+    def close(self) -> None:
+        """Free the llama context and the model now, not when the interpreter finalizes."""
+        with self._lock:
+            if self.llm is not None:
+                self._owner = None
+                self._ctx = self._batch = None
+                self.llm.close()
+                self.llm = None
+
     # ---- the cache -----------------------------------------------------------------------
     def new_cache(self) -> LlamaCppCache:
         """Return an empty cache handle."""
@@ -261,7 +272,7 @@ class LlamaCppBackend:
 
     # ---- running the model ---------------------------------------------------------------
     @_locked
-    def prefill(self, inputs: Inputs, cache: LlamaCppCache, start: int) -> torch.Tensor:
+    def prefill(self, inputs: Inputs, cache: LlamaCppCache, start: int) -> np.ndarray:
         """Run ``inputs`` at positions ``start..`` into ``cache``; return the last logits (V,)."""
         if not inputs.is_text:
             raise ValueError(f"api='llama_cpp' takes text only; {self.config.name} cannot take "
@@ -283,7 +294,7 @@ class LlamaCppBackend:
         return self._last_logits()
 
     @_locked
-    def decode_step(self, token: int, cache: LlamaCppCache, pos: int) -> torch.Tensor:
+    def decode_step(self, token: int, cache: LlamaCppCache, pos: int) -> np.ndarray:
         """Run one token at position ``pos``; return its logits (V,)."""
         self._position(cache, pos, 1)
         self._run([int(token)], cache)
@@ -306,10 +317,10 @@ class LlamaCppBackend:
         self._ctx.decode(self._batch)
         cache.tokens.extend(tokens)
 
-    def _last_logits(self) -> torch.Tensor:
+    def _last_logits(self) -> np.ndarray:
         ptr = self._lib.llama_get_logits_ith(self._ctx.ctx, -1)
         logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))  # (V,) view of llama's buffer
-        return torch.from_numpy(logits.copy())  # (V,)
+        return logits.copy()  # (V,) float32
 
 
 def _chunks(tokens: List[int], size: int) -> Iterator[List[int]]:
@@ -328,8 +339,9 @@ def _import_llama_cpp():
         import llama_cpp
     except ImportError as error:
         raise RuntimeError(
-            "api='llama_cpp' needs llama-cpp-python: pip install 'llama-cpp-python==0.3.36' "
-            '(it compiles llama.cpp, about 10 minutes on two cores)') from error
+            "api='llama_cpp' needs llama-cpp-python (the 'llama_cpp' extra): pip install "
+            "'ros2_nano_llm[llama_cpp]' or 'llama-cpp-python==0.3.36' (it compiles llama.cpp, "
+            'about 10 minutes on two cores)') from error
     return llama_cpp
 
 

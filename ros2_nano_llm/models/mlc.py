@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 from .base import ModelConfig
 from .loading import cache_root, download, ModelSource
-from .openai import TextCompletionBackend
+from .text_completion import TextCompletionBackend
 
 log = logging.getLogger(__name__)
 

@@ -12,209 +12,29 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Backends whose engine streams text instead of logits: any OpenAI-compatible server.
+The backend for any OpenAI-compatible server (``/v1/completions``, streamed).
 
-Such an engine samples by itself, so the backend runs the whole reply (``runs_generation``)
-instead of the logits loop in ``generation.py``. Everything above it is unchanged: the chat
-is rendered by ChatHistory's template into local token ids, and the KV cache keeps its keys.
-Each request sends the text of every position the cache holds plus the new input to the
-server's ``/v1/completions``, so consecutive turns share their prefix and the server's own
-prefix cache (llama.cpp, vLLM, MLC, ollama) reuses it.
-
-The local ids come from :class:`PieceVocab`: each id stands for a piece of text (a word, a
-punctuation run, a special marker, or one streamed chunk of a reply), so detokenizing the
-cache keys gives back the exact text sent and received.
+Such an engine samples by itself: it is a text-completion backend (see
+``models/text_completion.py``) whose chunks ``generation.run`` takes one by one. Each
+request sends the text of every position the cache holds plus the new input, so the
+server's own prefix cache (llama.cpp, vLLM, MLC, ollama) reuses the previous turn.
 """
 
 import json
 import logging
 import os
-import re
-import threading
-import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 import urllib.error
 import urllib.request
 
-import torch
-
-from .base import Inputs, ModelConfig
+from .base import ModelConfig
 from .loading import DEFAULT_MODEL, DEFAULT_MODEL_NAME, ModelSource
+from .text_completion import TextCompletionBackend
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = 'http://127.0.0.1:8000'
 DEFAULT_CONTEXT = 4096  # when neither max_context_len is given nor the server tells
-
-# special markers, contractions, letter runs (at most 8 letters, a rough BPE token), numbers,
-# punctuation runs and whitespace: every character falls in one piece
-_PIECES = re.compile(r"<\|[^|<>\s]{1,40}\|>|'(?:[sdmt]|ll|ve|re)(?![^\W\d_])| ?[^\W\d_]{1,8}"
-                     r'| ?\d{1,3}| ?_+| ?[^\s\w]+|\s+(?!\S)|\s+|.', re.S)
-
-
-class PieceVocab:
-    """Reversible local token ids: each id is one piece of text, numbered as first seen."""
-
-    def __init__(self):
-        self._ids: Dict[str, int] = {}
-        self._pieces: List[str] = []
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._pieces)
-
-    def intern(self, piece: str) -> int:
-        """Return the id of ``piece``, adding it when new."""
-        found = self._ids.get(piece)
-        if found is not None:
-            return found
-        with self._lock:
-            if piece not in self._ids:
-                self._ids[piece] = len(self._pieces)
-                self._pieces.append(piece)
-            return self._ids[piece]
-
-    def encode(self, text: str) -> List[int]:
-        """Split ``text`` into pieces and return their ids."""
-        return [self.intern(p) for p in _PIECES.findall(text)]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Return the text of ``ids``; raise ValueError for an id never handed out."""
-        pieces, n = self._pieces, len(self._pieces)
-        out = []
-        for i in ids:
-            if not 0 <= i < n:
-                raise ValueError(f"id {i} was never handed out by this backend's tokenize()")
-            out.append(pieces[i])
-        return ''.join(out)
-
-
-class TextCompletionBackend:
-    """
-    Base of the backends whose engine takes a prompt text and streams text chunks.
-
-    Subclasses implement :meth:`complete`. The chat layer calls ``tokenize``/``detokenize``
-    and keeps a ``KVCache`` as with any backend; ``crop`` has nothing to free here, because
-    the prompt of each request is rebuilt from the cache's keys.
-    """
-
-    name = 'text'
-    runs_generation = True  # generation.run hands the whole job to run()
-
-    def __init__(self, config: ModelConfig):
-        self.config = config
-        self.vocab = PieceVocab()
-        self.last_prompt: Optional[str] = None  # the prompt text of the latest request
-
-    # ---- text and cache ------------------------------------------------------------------
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        """Return local ids of ``text`` (reversible; about one per model token)."""
-        return self.vocab.encode(text)
-
-    def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
-        """Return the text of local ids."""
-        text = self.vocab.decode(tokens)
-        return _SPECIAL.sub('', text) if skip_special_tokens else text
-
-    def new_cache(self) -> None:
-        """Return the cache state: none, the keys of the ``KVCache`` say it all."""
-        return None
-
-    def crop(self, cache: Any, length: int) -> None:
-        """Nothing to drop: the next prompt is rebuilt from the cropped keys."""
-
-    def prefill(self, inputs: Inputs, cache: Any, start: int) -> torch.Tensor:
-        """Not available: the engine samples by itself and returns no logits."""
-        raise NotImplementedError(f"api='{self.name}' streams text and has no logits; use "
-                                  'NanoLLM.generate()')
-
-    decode_step = prefill
-
-    # ---- one reply -----------------------------------------------------------------------
-    def complete(self, prompt: str, request: Dict[str, Any]) -> Iterator[Tuple[str, Any]]:
-        """
-        Stream ``(text, finish_reason)`` for ``prompt``; closing the iterator cancels it.
-
-        ``request`` holds the OpenAI completion fields (``max_tokens``, ``temperature``,
-        ``top_p``, ``stop``, ``seed``, ``min_tokens``) and ``repetition_penalty`` (the vLLM
-        name). ``finish_reason`` is None until the last chunk.
-        """
-        raise NotImplementedError
-
-    def run(self, job: Any, stats: Dict[str, float]) -> None:
-        """
-        Generate one reply for a ``GenerationJob`` into ``job.stream``; record ``stats``.
-
-        Keeps the cache's keys equal to what the engine has seen: the prompt, every streamed
-        chunk and every injected function result.
-        """
-        stream, cache = job.stream, job.cache
-        reason, first_at, generated, start = 'length', None, 0, time.perf_counter()
-        try:
-            if not job.inputs.is_text:
-                raise ValueError(f"api='{self.name}' takes text only; {self.config.name} cannot "
-                                 'take images here')
-            if len(cache) + len(job.inputs) >= self.config.max_context_len:
-                raise ValueError(f'prompt of {len(job.inputs)} tokens after {len(cache)} cached '
-                                 f'does not fit the context of {self.config.max_context_len} '
-                                 'tokens; shorten it or wrap the chat')
-            cache.keys.extend(job.inputs.keys)
-            self._inject(stream, cache, job.reply_prefix)
-            if job.reply_prefix and job.function_hook:
-                self._inject(stream, cache, job.function_hook(stream) or [])
-            while generated < job.max_new_tokens:
-                request = self._request(job, job.max_new_tokens - generated)
-                self.last_prompt = self.detokenize(cache.keys)
-                chunks = self.complete(self.last_prompt, request)
-                injected, finish = None, None
-                try:
-                    for text, finish in chunks:
-                        if text:
-                            token = self.vocab.intern(text)
-                            stream.put(token)
-                            cache.keys.append(token)
-                            generated += 1
-                            first_at = first_at or time.perf_counter()
-                            if stream.stopped:
-                                finish = 'stopped'
-                                break
-                            injected = job.function_hook(stream) if job.function_hook else None
-                            if injected:
-                                break
-                finally:
-                    chunks.close()  # ends the request when we stopped reading early
-                if not injected and finish == 'stop' and job.function_hook:
-                    injected = job.function_hook(stream, final=True)  # a call the end completes
-                if injected:
-                    self._inject(stream, cache, injected)
-                    continue  # a new request goes on after the function result
-                reason = {'stop': 'eos', 'stopped': 'stopped'}.get(finish, 'length')
-                break
-            _record(stats, len(job.inputs), generated, start, first_at, job.submitted)
-            stream.end(eos=reason == 'eos', reason=reason)
-        except Exception as error:  # noqa: BLE001 - handed to the reader, never lost
-            stream.end(reason='error', error=error)
-
-    @staticmethod
-    def _inject(stream: Any, cache: Any, tokens: Sequence[int]) -> None:
-        # text that joins the reply without being generated (reply prefix, function results)
-        for t in tokens:
-            stream.put(t)
-        cache.keys.extend(tokens)
-
-    def _request(self, job: Any, max_tokens: int) -> Dict[str, Any]:
-        params = job.params
-        stop = [self.detokenize([t]) for t in job.stop_ids if 0 <= t < len(self.vocab)]
-        stop += [self.detokenize(seq) for seq in job.stop_sequences]
-        request = {'max_tokens': int(max_tokens), 'stop': [s for s in stop if s] or None,
-                   'temperature': float(params.temperature) if params.do_sample else 0.0,
-                   'top_p': float(params.top_p) if params.do_sample else 1.0,
-                   'repetition_penalty': float(params.repetition_penalty)}
-        if job.seed is not None:
-            request['seed'] = int(job.seed)
-        if job.min_new_tokens > 0:
-            request['min_tokens'] = int(job.min_new_tokens)
-        return request
 
 
 class OpenAIBackend(TextCompletionBackend):
@@ -331,9 +151,6 @@ class OpenAIBackend(TextCompletionBackend):
         return int(n_ctx) if n_ctx else None
 
 
-_SPECIAL = re.compile(r'<\|[^|<>\s]{1,40}\|>')
-
-
 def _served_context(served: List[Dict[str, Any]], model: Optional[str]) -> Optional[int]:
     # vLLM lists max_model_len with each served model
     for entry in served:
@@ -342,16 +159,3 @@ def _served_context(served: List[Dict[str, Any]], model: Optional[str]) -> Optio
             if value:
                 return int(value)
     return None
-
-
-def _record(stats: Dict[str, float], n_in: int, n_out: int, start: float,
-            first_at: Optional[float], submitted: float) -> None:
-    # the figures generation.run records; the first chunk ends the (engine-side) prefill
-    end = time.perf_counter()
-    first = first_at or end
-    decode_time = end - first
-    stats.update(
-        input_tokens=n_in, output_tokens=n_out, prefill_time=first - start,
-        prefill_rate=n_in / max(first - start, 1e-9), decode_time=decode_time,
-        decode_rate=(n_out - 1) / max(decode_time, 1e-9) if n_out > 1 else 0.0,
-        time_to_first_token=(first_at - submitted) if first_at else float('nan'))

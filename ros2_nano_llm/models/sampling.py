@@ -11,12 +11,12 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Turning logits into the next token: penalties, temperature, top-p, sampling."""
+"""Turning logits into the next token: penalties, temperature, top-p, sampling (numpy)."""
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
-import torch
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -38,40 +38,52 @@ class SamplingParams:
                 f'repetition_penalty must be > 0 (1.0 disables it), got {self.repetition_penalty}')
 
 
-def apply_repetition_penalty(logits: torch.Tensor, context: torch.Tensor,
-                             penalty: float) -> torch.Tensor:
+def apply_repetition_penalty(logits: np.ndarray, context: Sequence[int],
+                             penalty: float) -> np.ndarray:
     """Penalize every token already in ``context`` (the CTRL rule transformers uses)."""
-    if penalty == 1.0 or context.numel() == 0:
+    context = np.asarray(context, dtype=np.int64)
+    if penalty == 1.0 or context.size == 0:
         return logits
-    scores = logits.gather(0, context)
-    scores = torch.where(scores < 0, scores * penalty, scores / penalty)
-    return logits.scatter(0, context, scores)
+    scores = logits[context]
+    penalty = logits.dtype.type(penalty)
+    out = logits.copy()
+    out[context] = np.where(scores < 0, scores * penalty, scores / penalty)
+    return out
 
 
-def logits_to_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
+
+
+def logits_to_probs(logits: np.ndarray, temperature: float, top_p: float) -> np.ndarray:
     """Return the temperature-scaled, nucleus-filtered distribution over the vocabulary."""
-    logits = logits / max(temperature, 1e-5)
+    logits = logits.astype(np.float64) / max(temperature, 1e-5)
+    probs = _softmax(logits)
     if top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(logits, descending=True)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        order = np.argsort(-logits, kind='stable')
+        sorted_probs = probs[order]
         # drop tokens once the mass before them already exceeds top_p (always keep the best)
-        remove = (cum - torch.softmax(sorted_logits, dim=-1)) > top_p
-        sorted_logits[remove] = float('-inf')
-        logits = torch.full_like(logits, float('-inf')).scatter(0, sorted_idx, sorted_logits)
-    return torch.softmax(logits, dim=-1)
+        remove = (np.cumsum(sorted_probs) - sorted_probs) > top_p
+        logits = logits.copy()
+        logits[order[remove]] = -np.inf
+        probs = _softmax(logits)
+    return probs
 
 
-def sample(logits: torch.Tensor, params: SamplingParams, context: Optional[torch.Tensor] = None,
-           banned: Iterable[int] = (), generator: Optional[torch.Generator] = None) -> int:
+def sample(logits: np.ndarray, params: SamplingParams, context: Optional[Sequence[int]] = None,
+           banned: Iterable[int] = (), generator: Optional[np.random.Generator] = None) -> int:
     """Pick the next token id from last-position ``logits`` of shape (V,)."""
-    logits = logits.float()
+    logits = np.asarray(logits, dtype=np.float32)
     if context is not None:
         logits = apply_repetition_penalty(logits, context, params.repetition_penalty)
     banned = list(banned)
     if banned:
-        logits = logits.clone()
-        logits[banned] = float('-inf')
+        logits = logits.copy()
+        logits[banned] = -np.inf
     if not params.do_sample:
-        return int(torch.argmax(logits))
+        return int(np.argmax(logits))
     probs = logits_to_probs(logits, params.temperature, params.top_p)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    rng = generator if generator is not None else np.random.default_rng()
+    cdf = np.cumsum(probs)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side='right'), len(cdf) - 1))

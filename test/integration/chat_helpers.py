@@ -13,9 +13,9 @@
 # limitations under the License.
 """Shared helpers for the chat-engine integration tests: run turns, recompute, compare caches."""
 
+import numpy as np
 from ros2_nano_llm import ChatHistory
 from ros2_nano_llm.models.base import Inputs, KVCache
-import torch
 
 PROMPTS = ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?',
            'Name a colour.', 'Say goodbye in French.', 'One more thing: count to three.']
@@ -34,7 +34,7 @@ def reply(model, history, max_new_tokens=12, use_cache=True, **kwargs):
 
 def recompute(model, history, max_new_tokens=12, **kwargs):
     """Greedy reply to the whole chat from an empty cache (history left untouched)."""
-    inputs = history._render()
+    inputs = history.render()
     out = model.generate(inputs, kv_cache=model.new_cache(), stop_tokens=history.stop_tokens,
                          max_new_tokens=max_new_tokens, **kwargs)
     out.wait()
@@ -101,10 +101,11 @@ def assert_cache_exact(model, history, atol=1e-4):
     Wrong positions or stale entries differ by O(1); float noise from other batch shapes by
     about 1e-5.
     """
+    import torch  # hf caches only
     cache = history.kv_cache
     n = len(cache)
     assert n > 0
-    rendered = history._render()
+    rendered = history.render()
     assert rendered.keys[:n] == cache.keys, 'cache holds positions the chat does not have'
     fresh = KVCache(model.backend)
     model.backend.prefill(_head(rendered, n), fresh.state, 0)
@@ -137,7 +138,7 @@ def assert_logits_exact(model, history, atol=1e-4, rtol=1e-3):
     prefilled with the whole chat. The history's cache is cropped back afterwards.
     """
     cache, backend = history.kv_cache, model.backend
-    rendered = history._render()
+    rendered = history.render()
     n = len(cache)
     assert n > 0
     assert rendered.keys[:n] == cache.keys, 'cache holds positions the chat does not have'
@@ -147,5 +148,5 @@ def assert_logits_exact(model, history, atol=1e-4, rtol=1e-3):
     cached = backend.prefill(rendered.slice_from(n), cache.state, n)
     backend.crop(cache.state, n)  # back to what cache.keys records
     fresh = backend.prefill(_head(rendered, len(rendered)), backend.new_cache(), 0)
-    torch.testing.assert_close(cached.float(), fresh.float(), atol=atol, rtol=rtol)
+    np.testing.assert_allclose(cached, fresh, atol=atol, rtol=rtol)
     assert int(cached.argmax()) == int(fresh.argmax())

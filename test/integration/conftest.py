@@ -16,7 +16,7 @@
 import pytest
 
 from ros2_nano_llm import NanoLLM
-from ros2_nano_llm.models.tiny import build_tiny_model
+from support.tiny import build_tiny_model
 
 
 @pytest.fixture(scope='session')
@@ -34,7 +34,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def smollm2():
     """Return the embedded SmolLM2-135M-Instruct, loaded once per session."""
-    model = NanoLLM.from_pretrained('default')
+    model = NanoLLM.from_pretrained('default', api='hf')
     yield model
     model.close()
 

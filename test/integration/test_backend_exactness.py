@@ -32,12 +32,9 @@ from ros2_nano_llm import ChatHistory, NanoLLM
 TOLERANCE = {'hf': {'atol': 1e-3, 'rtol': 1e-4}, 'llama_cpp': {'atol': 0.0, 'rtol': 0.0}}
 
 
-@pytest.fixture(scope='module', params=['hf', 'llama_cpp'])
-def model(request):
-    """Yield the embedded SmolLM2 on each backend."""
-    if request.param == 'hf':
-        yield request.getfixturevalue('smollm2')
-        return
+@pytest.fixture(scope='module')
+def llama_model():
+    """Yield the embedded SmolLM2 on llama.cpp."""
     pytest.importorskip('llama_cpp', reason='llama-cpp-python is not installed '
                         "(pip install 'llama-cpp-python==0.3.36')")
     m = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=2048)
@@ -45,34 +42,55 @@ def model(request):
     m.close()
 
 
+@pytest.fixture(scope='module', params=['hf', 'llama_cpp'])
+def model(request):
+    """Yield the embedded SmolLM2 on each backend."""
+    yield request.getfixturevalue('smollm2' if request.param == 'hf' else 'llama_model')
+
+
 def test_turns_cached_equal_recompute(model):
     history = turns_equal_recompute(model, 4)
     assert_logits_exact(model, history, **TOLERANCE[model.api])
 
 
+@pytest.fixture(scope='module', params=['tiny-llama', 'tiny-qwen2', 'hf', 'llama_cpp'])
+def any_model(request, tiny_model_dir):
+    """Yield tiny random-weight models (hf) and the embedded SmolLM2 on each backend."""
+    if request.param.startswith('tiny-'):
+        m = NanoLLM.from_pretrained(tiny_model_dir(request.param[5:]), api='hf')
+        yield m
+        m.close()
+        return
+    yield request.getfixturevalue('smollm2' if request.param == 'hf' else 'llama_model')
+
+
 @pytest.mark.parametrize('edit', ['pop', 'remove_middle', 'del_slice', 'reset', 'wrap'])
-def test_edits_keep_cache_exact(model, edit):
+def test_edits_keep_cache_exact(any_model, edit):
+    model = any_model
     history, _ = chat(model, 4)
     if edit == 'pop':
         history.pop(2)
     elif edit == 'remove_middle':
         removed_at = history[3].start_token
         history.remove(3, 5)  # the second user turn and its reply
+        # cut at the removal point (shared template tokens of the next turn may stay)
         assert len(history.kv_cache) < removed_at + 8
     elif edit == 'del_slice':
         del history[1:3]
     elif edit == 'reset':
         system_tokens = history[0].num_tokens
         history.reset()
+        assert len(history) == 1 and history[0].role == 'system'
         assert len(history.kv_cache) == system_tokens  # the system prompt's state is reused
     elif edit == 'wrap':
         total = history.num_tokens
         history.append('user', PROMPTS[4])
         _, position = history.embed_chat(max_tokens=total - 5, wrap_tokens=total // 2)
         assert history[1].role == 'user' and history.num_tokens <= total - 5
+        # only the system prompt (and the next turn's shared template tokens) stays cached
         assert history[0].num_tokens <= position < history[0].num_tokens + 8
         history.pop()
-    assert history.kv_cache.keys == history._render().keys[:len(history.kv_cache)]
+    assert history.kv_cache.keys == history.render().keys[:len(history.kv_cache)]
     history.append('user', PROMPTS[5])
     expected = recompute(model, history)
     assert reply(model, history) == expected

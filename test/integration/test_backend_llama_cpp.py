@@ -13,11 +13,11 @@
 # limitations under the License.
 """api='llama_cpp': the embedded GGUF in llama.cpp, its cache handles, options and errors."""
 
+import numpy as np
 import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
 from ros2_nano_llm.models.base import Inputs
 from ros2_nano_llm.models.loading import default_model_path
-import torch
 
 pytest.importorskip('llama_cpp', reason='llama-cpp-python is not installed (pip install '
                     'llama-cpp-python==0.3.36)')
@@ -44,14 +44,16 @@ def test_default_is_the_embedded_gguf(llama):
     cfg = llama.config
     assert cfg.path == default_model_path()
     assert cfg.max_context_len == 2048 and cfg.vocab_size == 49152
-    assert llama.tokenize('<|im_end|>').tolist() == [cfg.eos_token_ids[0]]
+    assert llama.tokenize('<|im_end|>', special=True).tolist() == [cfg.eos_token_ids[0]]
+    assert len(llama.tokenize('<|im_end|>')) > 1  # typed text is never markup
     assert '<|im_start|>' in cfg.tokenizer_chat_template  # the GGUF's own template
     assert ChatHistory(llama).template.name == 'chat-ml'
 
 
-def test_tokenizer_matches_transformers(llama, smollm2):
-    ids = llama.tokenize(CHAT).tolist()
-    assert ids == smollm2.tokenize(CHAT).tolist()
+@pytest.mark.parametrize('special', [True, False])
+def test_tokenizer_matches_transformers(llama, smollm2, special):
+    ids = llama.tokenize(CHAT, special=special).tolist()
+    assert ids == smollm2.tokenize(CHAT, special=special).tolist()
     assert llama.detokenize(ids) == CHAT
     assert llama.detokenize(ids, skip_special_tokens=True) == smollm2.detokenize(ids, True)
     robot = llama.tokenize('🤖').tolist()
@@ -76,20 +78,22 @@ def test_options_reach_llama_cpp():
 def test_prefill_longer_than_a_batch_equals_one_batch():
     model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=512,
                                     n_batch=25)
-    tokens = model.backend.tokenize(CHAT * 2)  # batches of 25, 25, 24, 2: never a lone token
+    # batches of 25, 25, 24, 2: never a lone token
+    tokens = model.backend.tokenize(CHAT * 2, special=True)
     assert len(tokens) % 25 == 1
     chunked, _ = run(model.backend, tokens)
     one = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=512)
     whole, _ = run(one.backend, tokens)
-    assert torch.equal(chunked, whole)
+    assert np.array_equal(chunked, whole)
     model.close()
     one.close()
 
 
 def test_crop_then_prefill_equals_fresh_prefill(llama):
     backend = llama.backend
-    tokens = backend.tokenize(CHAT)
-    more = backend.tokenize('Four.<|im_end|>\n<|im_start|>user\nAnd 3 + 3?<|im_end|>\n')
+    tokens = backend.tokenize(CHAT, special=True)
+    more = backend.tokenize('Four.<|im_end|>\n<|im_start|>user\nAnd 3 + 3?<|im_end|>\n',
+                            special=True)
     _, state = run(backend, tokens)
     for i, t in enumerate(more[:5]):  # decode steps, then cut into them and before them
         backend.decode_step(t, state, len(tokens) + i)
@@ -97,43 +101,44 @@ def test_crop_then_prefill_equals_fresh_prefill(llama):
     assert len(state) == len(tokens) - 4
     cached, _ = run(backend, tokens[-4:] + more, state, len(tokens) - 4)
     fresh, _ = run(backend, tokens + more)
-    assert torch.equal(cached, fresh)
+    assert np.array_equal(cached, fresh)
 
 
 def test_decode_steps_then_prefill_equal_one_prefill(llama):
     """Positions a reply decoded one by one are re-batched, so a recompute matches bit for bit."""
     backend = llama.backend
-    tokens = backend.tokenize(CHAT)
-    reply = backend.tokenize('Four.')
+    tokens = backend.tokenize(CHAT, special=True)
+    reply = backend.tokenize('Four.', special=True)
     _, state = run(backend, tokens)
     for i, t in enumerate(reply):
         backend.decode_step(t, state, len(tokens) + i)
-    tail = backend.tokenize('<|im_end|>\n')
+    tail = backend.tokenize('<|im_end|>\n', special=True)
     cached, _ = run(backend, tail, state, len(tokens) + len(reply))
     fresh, _ = run(backend, tokens + reply + tail)
-    assert torch.equal(cached, fresh)
+    assert np.array_equal(cached, fresh)
     one, _ = run(backend, tail[:1], state, len(tokens) + len(reply))  # a lone token is batched too
-    assert torch.equal(one, run(backend, tokens + reply + tail[:1])[0])
+    assert np.array_equal(one, run(backend, tokens + reply + tail[:1])[0])
 
 
 def test_caches_switching_on_one_context_stay_separate(llama):
     backend = llama.backend
-    a_tokens, b_tokens = backend.tokenize(CHAT), backend.tokenize(CHAT.replace('2 + 2', '7 * 6'))
+    a_tokens = backend.tokenize(CHAT, special=True)
+    b_tokens = backend.tokenize(CHAT.replace('2 + 2', '7 * 6'), special=True)
     _, a = run(backend, a_tokens)
     _, b = run(backend, b_tokens)           # a is saved aside
     backend.crop(a, 10)                     # cut while not on the context
     again, _ = run(backend, a_tokens[10:], a, 10)   # a comes back, cut, and goes on
-    assert torch.equal(again, run(backend, a_tokens)[0])
+    assert np.array_equal(again, run(backend, a_tokens)[0])
     step_b = backend.decode_step(42, b, len(b_tokens))  # b was saved aside meanwhile
-    assert torch.equal(step_b, backend.decode_step(42, run(backend, b_tokens)[1],
-                                                   len(b_tokens)))
+    assert np.array_equal(step_b, backend.decode_step(42, run(backend, b_tokens)[1],
+                                                      len(b_tokens)))
 
 
 def test_errors_say_what_to_do(llama, tiny_model_dir):
     with pytest.raises(ValueError, match='gguf'):
         NanoLLM.from_pretrained(tiny_model_dir('llama'), api='llama_cpp')
     image = Inputs()
-    image.add_embedding(torch.zeros(2, 576))
+    image.add_embedding(np.zeros((2, 576), np.float32))
     with pytest.raises(ValueError, match='text only'):
         llama.backend.prefill(image, llama.backend.new_cache(), 0)
     with pytest.raises(ValueError, match='n_ctx=2048'):

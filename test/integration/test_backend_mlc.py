@@ -75,12 +75,12 @@ def test_chat_turns_and_edits_send_the_rendered_chat(mlc):
     history = ChatHistory(mlc)
     for prompt in ['Hi there, who are you?', 'Tell me about robots.', 'What is 2 + 2?']:
         history.append('user', prompt)
-        rendered = mlc.detokenize(history._render().tokens)
+        rendered = mlc.detokenize(history.render().tokens)
         assert reply(mlc, history, max_new_tokens=12)
         assert mlc.backend.last_prompt == rendered
     history.remove(3, 5)
     history.append('user', 'Name a colour.')
-    rendered = mlc.detokenize(history._render().tokens)
+    rendered = mlc.detokenize(history.render().tokens)
     assert reply(mlc, history, max_new_tokens=12)
     assert mlc.backend.last_prompt == rendered
 

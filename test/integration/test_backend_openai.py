@@ -25,8 +25,8 @@ import time
 from chat_helpers import PROMPTS, recompute, reply, stop_after, stream_twice
 import pytest
 from ros2_nano_llm import bot_function, BotFunctions, ChatHistory, NanoLLM
-from ros2_nano_llm.models.llama_server import free_port, serve
 from ros2_nano_llm.models.loading import default_model_path
+from support.llama_server import free_port, serve
 
 SERVER = 'pip install llama-cpp-python[server]==0.3.36'
 pytest.importorskip('llama_cpp', reason=f'llama-cpp-python is not installed ({SERVER})')
@@ -68,14 +68,14 @@ def test_turns_send_the_rendered_chat(remote):
     assert history.template.name == 'chat-ml'
     for prompt in PROMPTS[:3]:
         history.append('user', prompt)
-        rendered = remote.detokenize(history._render().tokens)
+        rendered = remote.detokenize(history.render().tokens)
         new, position = history.embed_chat()
         assert position > 0 or len(history) == 2  # only the new turn is new
         got = reply(remote, history)
         assert sent(remote) == rendered and got
         assert history[-1].tokens == got and remote.detokenize(got) == history[-1].content
     recompute(remote, history)  # the whole chat from an empty cache sends the same text
-    assert sent(remote) == remote.detokenize(history._render().tokens)
+    assert sent(remote) == remote.detokenize(history.render().tokens)
 
 
 @pytest.mark.parametrize('edit', ['pop', 'remove_middle', 'reset', 'wrap'])
@@ -98,7 +98,7 @@ def test_edits_send_exactly_the_edited_chat(remote, edit):
         assert history[1].role == 'user' and history.num_tokens <= total - 5
         history.pop()
     history.append('user', PROMPTS[5])
-    rendered = remote.detokenize(history._render().tokens)
+    rendered = remote.detokenize(history.render().tokens)
     assert reply(remote, history, max_new_tokens=8)
     assert sent(remote) == rendered
 
@@ -136,7 +136,7 @@ def test_stop_interrupts_and_the_chat_goes_on(remote):
     assert stream.stop_reason == 'stopped' and len(stream.tokens) < 20
     history.append('bot', stream)
     history.append('user', PROMPTS[0])
-    rendered = remote.detokenize(history._render().tokens)
+    rendered = remote.detokenize(history.render().tokens)
     start = time.monotonic()
     assert reply(remote, history, max_new_tokens=4)  # the server is free again
     assert time.monotonic() - start < 60 and sent(remote) == rendered
@@ -156,7 +156,7 @@ def test_function_result_goes_back_to_the_server(remote):
     assert sent(remote).endswith('<|im_start|>assistant\nSure. SET_VOLUME(0.2) -> volume is 0.2')
     history.append('bot', out)
     history.append('user', 'Thanks.')
-    rendered = remote.detokenize(history._render().tokens)
+    rendered = remote.detokenize(history.render().tokens)
     assert 'SET_VOLUME(0.2) -> volume is 0.2' in rendered
     reply(remote, history, max_new_tokens=4)
     assert sent(remote) == rendered

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image as PILImage
 import pytest
 from ros2_nano_llm import NanoLLM
-from ros2_nano_llm.models.tiny_vision import build_tiny_llava
+from support.tiny_vision import build_tiny_llava
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

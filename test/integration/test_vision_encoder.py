@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
-from ros2_nano_llm.models.tiny_vision import build_tiny_llava, build_tiny_llava_next
 from ros2_nano_llm.vision.encoders import HFImageEncoder, load_vision
+from support.tiny_vision import build_tiny_llava, build_tiny_llava_next
 import torch
 
 BUILDERS = {'llava': build_tiny_llava, 'llava_next': build_tiny_llava_next}
@@ -38,7 +38,7 @@ PROMPT = 'USER: Look at this.\n<image>\nWhat is in the picture? ASSISTANT:'
 @pytest.fixture(scope='module')
 def tokenizer():
     """Return the SmolLM2 tokenizer once for both builders."""
-    from ros2_nano_llm.models.tiny import load_smollm2_tokenizer
+    from support.tiny import load_smollm2_tokenizer
     return load_smollm2_tokenizer()
 
 

@@ -11,43 +11,55 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Sampling matches transformers' own logits processors."""
+"""Sampling (numpy) matches transformers' own logits processors."""
 
+import numpy as np
 import pytest
 from ros2_nano_llm.models.sampling import (apply_repetition_penalty, logits_to_probs, sample,
                                            SamplingParams)
-import torch
-from transformers import RepetitionPenaltyLogitsProcessor, TopPLogitsWarper
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
 
 
 def test_repetition_penalty_equals_transformers():
-    torch.manual_seed(0)
-    logits = torch.randn(50)
-    context = torch.tensor([3, 7, 7, 20, 49])
+    logits = np.random.default_rng(0).standard_normal(50).astype(np.float32)
+    context = np.array([3, 7, 7, 20, 49])
     ours = apply_repetition_penalty(logits, context, 1.7)
-    theirs = RepetitionPenaltyLogitsProcessor(1.7)(context[None], logits[None].clone())[0]
-    torch.testing.assert_close(ours, theirs)
-    assert torch.equal(apply_repetition_penalty(logits, context, 1.0), logits)
+    processor = transformers.RepetitionPenaltyLogitsProcessor(1.7)
+    theirs = processor(torch.from_numpy(context)[None], torch.from_numpy(logits)[None].clone())
+    np.testing.assert_array_equal(ours, theirs[0].numpy())  # bit for bit
+    assert apply_repetition_penalty(logits, context, 1.0) is logits
 
 
 def test_top_p_keeps_the_same_tokens_as_transformers():
-    torch.manual_seed(1)
-    logits = torch.randn(200) * 3
+    logits = (np.random.default_rng(1).standard_normal(200) * 3).astype(np.float32)
     probs = logits_to_probs(logits, 0.8, 0.9)
-    theirs = TopPLogitsWarper(0.9)(None, (logits / 0.8)[None])[0]
-    assert torch.equal(probs > 0, torch.isfinite(theirs))
-    torch.testing.assert_close(probs.sum(), torch.tensor(1.0))
+    theirs = transformers.TopPLogitsWarper(0.9)(None, torch.from_numpy(logits / 0.8)[None])[0]
+    np.testing.assert_array_equal(probs > 0, torch.isfinite(theirs).numpy())
+    assert probs.sum() == pytest.approx(1.0)
 
 
 def test_greedy_banned_and_seeded_sampling():
-    logits = torch.tensor([0.1, 5.0, 4.9, -1.0])
+    logits = np.array([0.1, 5.0, 4.9, -1.0], dtype=np.float32)
     assert sample(logits, SamplingParams()) == 1
     assert sample(logits, SamplingParams(), banned=[1]) == 2
     params = SamplingParams(do_sample=True, temperature=1.0, top_p=1.0)
-    draws = [sample(logits, params, generator=torch.Generator().manual_seed(s)) for s in range(40)]
+    draws = [sample(logits, params, generator=np.random.default_rng(s)) for s in range(40)]
     assert set(draws) >= {1, 2}
-    again = [sample(logits, params, generator=torch.Generator().manual_seed(s)) for s in range(40)]
+    again = [sample(logits, params, generator=np.random.default_rng(s)) for s in range(40)]
     assert draws == again
+
+
+def test_a_filtered_token_is_never_drawn():
+    logits = np.array([10.0, 9.0, -np.inf, 0.0], dtype=np.float32)
+    params = SamplingParams(do_sample=True, temperature=1.0, top_p=0.5)
+    assert {sample(logits, params, generator=np.random.default_rng(s)) for s in range(50)} == {0}
+
+
+def test_greedy_equals_torch_argmax_on_ties():
+    logits = np.array([1.0, 3.0, 3.0, 2.0], dtype=np.float32)
+    assert sample(logits, SamplingParams()) == int(torch.argmax(torch.from_numpy(logits))) == 1
 
 
 @pytest.mark.parametrize('kwargs', [{'do_sample': True, 'temperature': 0}, {'top_p': 0},

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from ros2_nano_llm.chat.stream import StreamingResponse
-from ros2_nano_llm.models.tiny import load_smollm2_tokenizer
+from support.tiny import load_smollm2_tokenizer
 
 
 @pytest.fixture(scope='module')

@@ -141,7 +141,7 @@ def _load_smollm2_tokenizer() -> Any:
     if load_smollm2_tokenizer is not None:
         return load_smollm2_tokenizer()
     from transformers import AutoTokenizer
-    from .loading import cached_conversion, default_model_path
+    from ros2_nano_llm.models.loading import cached_conversion, default_model_path
     gguf = default_model_path()
     converted = cached_conversion(gguf)
     if converted:  # the float copy made by HFBackend holds the same tokenizer

@@ -20,9 +20,8 @@ They share the embedded SmolLM2 tokenizer, so their chats use real text and temp
 import os
 from typing import Any
 
+from ros2_nano_llm.models.loading import cached_conversion, default_model_path
 import torch
-
-from .loading import cached_conversion, default_model_path
 
 TINY_ARCHS = {
     'llama': ('LlamaConfig', 'LlamaForCausalLM', {}),
@@ -35,7 +34,7 @@ TINY_ARCHS = {
 
 def smollm2_dir() -> str:
     """Return the converted SmolLM2 directory (converting the embedded GGUF once)."""
-    from .hf import convert_gguf
+    from ros2_nano_llm.models.hf import convert_gguf
     gguf = default_model_path()
     return cached_conversion(gguf) or convert_gguf(gguf)
 
