@@ -160,7 +160,7 @@ def test_multi_turn_chat_on_llama_cpp_is_cache_exact(lean):
 
 
 WRAPPER = """#!/bin/sh
-exec "{python}" -c 'import sys, atexit
+exec "{python}" -P -c 'import sys, atexit
 heavy = ("torch", "transformers")
 atexit.register(lambda: print("heavy:", [m for m in heavy if m in sys.modules], flush=True))
 from ros2_nano_llm.ros.node import main
