@@ -40,9 +40,14 @@ def smollm2_dir() -> str:
 
 
 def load_smollm2_tokenizer() -> Any:
-    """Return the SmolLM2 tokenizer (from the embedded model)."""
+    """Return the SmolLM2 tokenizer of the embedded GGUF (its weights are never converted)."""
     from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(smollm2_dir())
+    gguf = default_model_path()
+    converted = cached_conversion(gguf)
+    if converted:  # the float copy made by HFBackend holds the same tokenizer, loads faster
+        return AutoTokenizer.from_pretrained(converted)
+    folder, name = os.path.split(gguf)
+    return AutoTokenizer.from_pretrained(folder, gguf_file=name)
 
 
 def build_tiny_model(out_dir: str, arch: str = 'llama', seed: int = 0, layers: int = 2,

@@ -134,17 +134,5 @@ def _with_image_token(tokenizer: Optional[Any]) -> Any:
 
 
 def _load_smollm2_tokenizer() -> Any:
-    try:
-        from .tiny import load_smollm2_tokenizer
-    except ImportError:
-        load_smollm2_tokenizer = None
-    if load_smollm2_tokenizer is not None:
-        return load_smollm2_tokenizer()
-    from transformers import AutoTokenizer
-    from ros2_nano_llm.models.loading import cached_conversion, default_model_path
-    gguf = default_model_path()
-    converted = cached_conversion(gguf)
-    if converted:  # the float copy made by HFBackend holds the same tokenizer
-        return AutoTokenizer.from_pretrained(converted)
-    folder, name = os.path.split(gguf)
-    return AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    from .tiny import load_smollm2_tokenizer
+    return load_smollm2_tokenizer()

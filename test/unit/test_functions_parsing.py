@@ -152,7 +152,25 @@ def test_streaming_equals_whole_text_on_random_soup():
         assert streamed == whole, text
         for call in find_calls(text, FUNCS):
             if call.name != 'slow':
-                assert isinstance(execute(call, FUNCS, timeout=1.0), str)
+                result, expected = execute(call, FUNCS, timeout=1.0), _expected_result(call)
+                # errors: the reason's start (their details are free text)
+                assert result.startswith(expected) if expected.startswith('error: ') \
+                    else result == expected, (text, result, expected)
+
+
+def _expected_result(call):
+    """Return what running ``call`` must give: the function's own result, or why not."""
+    if call.error:
+        return f'error: {call.error}'
+    func = BotFunctions.find(call.name, BotFunctions.records(FUNCS))
+    if func is None:
+        return 'error: unknown function'
+    try:
+        bound = func.bind(call.args, call.kwargs)
+    except TypeError:
+        return f'error: bad arguments for {func.name!r}'
+    return parsing.result_to_text(func.func(*bound.args, **bound.kwargs),
+                                  parsing.MAX_RESULT_CHARS)
 
 
 def test_styles_restrict_detection():
