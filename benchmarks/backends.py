@@ -36,14 +36,16 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import urllib.request
 
-import _support  # noqa: F401 - test/ on sys.path for the test-support package
 from ros2_nano_llm import ChatHistory, ChatMessage, NanoLLM
 from ros2_nano_llm.models.loading import default_model_path
-from support.llama_server import serve
 import torch
+
+# the test-support package (test/support: the llama.cpp server launcher)
+TEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 'test')
 
 STORY = 'Write a long story about a robot who learns to paint. Describe every step in detail.'
 TOPICS = ['the ocean', 'mountains', 'robots', 'the moon', 'rivers', 'bicycles', 'gardens',
@@ -285,6 +287,8 @@ def backend(name, args):
         finally:
             plain.close()
     elif name == 'openai':
+        sys.path.insert(0, TEST_DIR)
+        from support.llama_server import serve
         with serve(path, args.threads, args.n_ctx) as base:
             model = NanoLLM.from_pretrained('default', api='openai', base_url=base,
                                             max_context_len=args.n_ctx)

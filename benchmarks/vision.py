@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -59,7 +60,9 @@ def main():
     args = p.parse_args()
     path = args.model
     if path is None:
-        import _support  # noqa: F401 - test/ on sys.path for the test-support package
+        # the test-support package (test/support: tiny random-weight models)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                                        'test'))
         from support.tiny_vision import build_tiny_llava
         path = build_tiny_llava(tempfile.mkdtemp(prefix='tiny-llava-'))
     model = NanoLLM.from_pretrained(path)

@@ -15,6 +15,6 @@
 Code that only the tests and benchmarks use: tiny random-weight models, a llama.cpp server.
 
 Importable as ``support`` with ``test/`` on ``sys.path``: pytest puts it there (test/conftest.py
-is a rootdir conftest), and the benchmarks add it (``benchmarks/_support.py``). Not installed
-with the library.
+is a rootdir conftest), and the benchmarks that need it add it where they import it. Not
+installed with the library.
 """
