@@ -225,9 +225,11 @@ class NanoLLM:
         return [j.stream for j in ([current] if current is not None else []) + jobs]
 
     def close(self) -> None:
-        """Stop the worker thread (after the reply in progress), then free the model."""
+        """Stop the replies in progress and the worker thread, then free the model."""
         with self._lock:
             if self._worker is not None and self._worker.is_alive():
+                for stream in self._pending_streams():
+                    stream.stop()  # each ends at its next token, its cache consistent
                 self._jobs.put(None)
                 self._worker.join()
             self._worker = None
@@ -247,6 +249,4 @@ def _close_open_models() -> None:
     # a worker still inside llama.cpp or torch while the interpreter finalizes aborts the
     # process ("terminate called without an active exception"): stop them in order first
     for model in list(_open_models):
-        for job in model._pending_streams():
-            job.stop()
         model.close()

@@ -49,10 +49,13 @@ def test_terminal_chat_exits_cleanly_every_time(api):
 
 
 SCRIPT = """
+import time
 from ros2_nano_llm import NanoLLM
 model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=512)
-reply = model.generate('Tell me a long story.', max_new_tokens=200)
-next(iter(reply))  # the reply is still running when the script ends (no close())
+reply = model.generate('Tell me a long story.', max_new_tokens=200, min_new_tokens=200)
+while len(reply.tokens) < 2:
+    time.sleep(0.01)
+assert not reply.done  # the reply is still running when the script ends (no close())
 """
 
 
