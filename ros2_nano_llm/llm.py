@@ -138,11 +138,10 @@ class NanoLLM:
         ``functions`` (bot functions) run when the reply calls them; their results are fed
         back in the ``template``'s format (default: the model's). ``reply_prefix`` is text
         the reply must start with; ``seed`` makes sampling repeatable; ``constraint`` (an
-        object with ``mask(logits)``, ``advance(token)`` and ``done()``) limits which tokens
-        may come next. A stop string of several tokens ends the reply and is not kept in it.
-        Returns a
-        ``StreamingResponse`` that fills from the model's worker thread, or the finished
-        text when ``streaming=False``.
+        object with ``mask(logits)`` on float32 numpy logits (V,), ``advance(token)`` and
+        ``done()``) limits which tokens may come next. A stop string of several tokens ends
+        the reply and is not kept in it. Returns a ``StreamingResponse`` that fills from the
+        model's worker thread, or the finished text when ``streaming=False``.
         """
         if kwargs:
             raise TypeError(f'generate() got unexpected arguments: {sorted(kwargs)}')
