@@ -64,6 +64,15 @@ def _alive(process, client):
     assert client.state() == 'active'
 
 
+def _wait_idle(client, timeout=120.0):
+    """Wait until every prompt sent so far was answered or dropped (queue empty, no reply)."""
+    time.sleep(1.0)  # the prompts reach the node
+    mark = client.mark()
+    client.wait_diagnostics(lambda v: v['queue_length'] == '0' and v['generating'] == 'False',
+                            after=mark['diagnostics'], timeout=timeout)
+    client.settle()
+
+
 def _call(client, name, args_json, timeout=30.0):
     request = CallFunction.Request(name=name, args_json=args_json)
     return client.call('call_function', request, timeout=timeout)
@@ -180,7 +189,7 @@ def test_fuzz_every_service_topic_and_parameter(live):
     # 2. hostile prompts: refused or answered, the chat stays a well-formed chat
     for text in HOSTILE_TEXT:
         client.publish(text)
-    client.settle(timeout=60.0)
+    _wait_idle(client)
     _alive(process, client)
     _, reply = client.ask('Still there?')
     entries = client.history_texts()
@@ -197,6 +206,8 @@ def test_prompt_flood_is_counted_on_diagnostics_and_the_log_is_throttled(live):
                                                        max_new_tokens=2000))
     try:
         mark = client.mark()
+        before = int(client.wait_diagnostics(lambda v: 'prompts_dropped' in v,
+                                             after=mark['diagnostics'])['prompts_dropped'])
         log_start = len(process.log())
         client.publish('Talk for a long while.')
         deadline = time.monotonic() + 30.0
@@ -205,9 +216,11 @@ def test_prompt_flood_is_counted_on_diagnostics_and_the_log_is_throttled(live):
             time.sleep(0.01)
         for i in range(200):
             client.publish(f'flood {i}')
-        diag = client.wait_diagnostics(lambda v: int(v.get('prompts_dropped', 0)) >= 200,
-                                       after=mark['diagnostics'])
-        assert int(diag['prompts_dropped']) >= 200
+            time.sleep(0.002)  # the prompt topic keeps the last 10: let most arrive
+        # (prompts the reader's queue overwrote never reached the node: not counted)
+        client.wait_diagnostics(lambda v: int(v['prompts_dropped']) - before >= 100,
+                                after=mark['diagnostics'])
+        time.sleep(1.0)
         lines = grep(process, 'prompt dropped', log_start)
         assert 1 <= len(lines) <= 3, lines
         assert client.call('stop').success
@@ -226,7 +239,12 @@ def test_jpeg_too_large_is_dropped_before_decoding(live):
     log_start = len(process.log())
     out = io.BytesIO()
     PILImage.new('RGB', (8000, 8000), (40, 90, 160)).save(out, format='JPEG', quality=50)
-    client.publish_compressed(out.getvalue())
+    pattern = r'CompressedImage frame dropped: the frame is 8000x8000'
+    for _ in range(10):  # 1 MB, best effort: a lost fragment loses the sample; send again
+        client.publish_compressed(out.getvalue())
+        time.sleep(1.0)
+        if grep(process, pattern, log_start):
+            break
     process.wait_for_log(r'CompressedImage frame dropped: the frame is 8000x8000 pixels, '
                          r'larger than max_image_size=4096 per side', start=log_start)
     _, reply = client.ask('Is there a picture?')
