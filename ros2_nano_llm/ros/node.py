@@ -157,12 +157,12 @@ class ChatLifecycleNode(LifecycleNode):
         self._stats_turn = 0
         self._last_error = ''
         self._vision_note_logged = False
-        self._frame_error = ('', 0.0)
         # turn ids keep increasing for the life of the process (clients key replies on them)
         self._turn_ids = itertools.count(1)
         self._turn_id = 0
-        self._drops = {'prompts': _Throttle(DROP_LOG_PERIOD_S),
-                       'frames': _Throttle(DROP_LOG_PERIOD_S)}
+        self._drops = {'prompts': 0, 'frames': 0}  # for the life of the node
+        self._drop_logs: Dict[str, _Throttle] = {}  # one per reason: a flood logs one line
+        self._lock = threading.Lock()
         self._failures = _Throttle(DROP_LOG_PERIOD_S)
         self._frame_side = 0  # frames are shrunk to KEEP_FRAME_FACTOR x this (0: as they are)
         # done once the node is finalized (the shutdown transition): main() then exits
@@ -362,21 +362,31 @@ class ChatLifecycleNode(LifecycleNode):
             self.get_logger().error(f'{reason}; the node goes on{more}')
         return reason
 
-    def _dropped(self, kind: str, line: str) -> None:
-        """Count a dropped prompt or frame; log ``line`` unless a line was logged lately."""
-        skipped = self._drops[kind].event(time.monotonic())
+    def _dropped(self, kind: str, reason: str, line: str) -> None:
+        """
+        Count a dropped prompt or frame; log ``line`` unless one was logged for ``reason`` lately.
+
+        Returns nothing; the counts are on /diagnostics (``prompts_dropped``, ``frames_dropped``).
+        """
+        with self._lock:
+            self._drops[kind] += 1
+            throttle = self._drop_logs.setdefault(reason, _Throttle(DROP_LOG_PERIOD_S))
+        skipped = throttle.event(time.monotonic())
         if skipped is not None:
-            more = f' ({skipped} more {kind} dropped since the last line)' if skipped else ''
+            more = f' ({skipped} more dropped for this reason since the last line)' \
+                if skipped else ''
             self.get_logger().warning(line + more)
 
     def _flush_drops(self) -> None:
         now = time.monotonic()
-        for kind, throttle in self._drops.items():
+        with self._lock:
+            logs = list(self._drop_logs.items())
+        for reason, throttle in logs:
             pending = throttle.flush(now)
             if pending:
                 self.get_logger().warning(
-                    f'{pending} more {kind} dropped in the last {DROP_LOG_PERIOD_S:g} s '
-                    f'({throttle.count} since the start, on /diagnostics)')
+                    f'{pending} more dropped in the last {DROP_LOG_PERIOD_S:g} s ({reason}); '
+                    'the counts are on /diagnostics')
 
     # ---- bot functions ----------------------------------------------------------------
     def _load_functions(self, config: params.NodeConfig) -> Optional[List[Any]]:
@@ -483,8 +493,8 @@ class ChatLifecycleNode(LifecycleNode):
         text = msg.data
         log = self.get_logger()
         if len(text) > MAX_PROMPT_CHARS:
-            self._dropped('prompts', f'prompt dropped: it has {len(text)} characters, at most '
-                          f'{MAX_PROMPT_CHARS} are taken')
+            self._dropped('prompts', 'too long', f'prompt dropped: it has {len(text)} '
+                          f'characters, at most {MAX_PROMPT_CHARS} are taken')
             return
         if not text.strip():
             log.warning('empty prompt ignored: publish some text on '
@@ -499,7 +509,8 @@ class ChatLifecycleNode(LifecycleNode):
         if taken:
             log.info(f'prompt {preview!r}' + (f' ({note})' if note else ''))
         else:
-            self._dropped('prompts', f'prompt dropped ({note}): {preview!r}')
+            reason = note.split('(')[0].rstrip(' 0123456789')  # e.g. '... already wait'
+            self._dropped('prompts', reason, f'prompt dropped ({note}): {preview!r}')
 
     @_edge('a camera frame')
     def _on_image(self, msg: Any) -> None:
@@ -517,18 +528,11 @@ class ChatLifecycleNode(LifecycleNode):
             # the declared size is checked before any decoding
             image = ifc.frame_to_rgb(msg, max_size=config.max_image_size)
         except ValueError as error:
-            self._drops['frames'].count += 1
-            self._log_frame_error(f'{type(msg).__name__} frame dropped: {error}')
+            text = f'{type(msg).__name__} frame dropped: {error}'
+            self._dropped('frames', text[:120], text)
             return
         # keep no more pixels than the encoder can use (a 4K frame would be held in full)
         self._frames.put(shrink_to(image, self._frame_side), time.monotonic())
-
-    def _log_frame_error(self, text: str) -> None:
-        last, when = self._frame_error
-        now = time.monotonic()
-        if text != last or now - when > DROP_LOG_PERIOD_S:
-            self._frame_error = (text, now)
-            self.get_logger().error(text)
 
     # ---- services ---------------------------------------------------------------------
     @_edge('~/reset')
@@ -702,8 +706,8 @@ class ChatLifecycleNode(LifecycleNode):
             'turn_id': self._turn_id,
             'generating': bool(worker and worker.busy) if generating is None else generating,
             'queue_length': worker.queue_length if worker else 0,
-            'prompts_dropped': self._drops['prompts'].count,
-            'frames_dropped': self._drops['frames'].count,
+            'prompts_dropped': self._drops['prompts'],
+            'frames_dropped': self._drops['frames'],
             'callback_failures': self._failures.count,
             'stats_turn_id': self._stats_turn,
             'last_ttft_ms': 1000.0 * stats.get('time_to_first_token', float('nan')),

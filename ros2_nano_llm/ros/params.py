@@ -185,7 +185,7 @@ class _ConfigMethods:
     def updated(self, values: Dict[str, Any]) -> 'NodeConfig':
         """Return a copy with ``values`` (name -> value) changed, checked as a whole."""
         data = {spec.name: getattr(self, spec.name) for spec in PARAMS}
-        data.update({name: _plain(value) for name, value in values.items()})
+        data.update({name: _plain(value, SPECS.get(name)) for name, value in values.items()})
         config = NodeConfig(**data)
         problem = config.problem()
         if problem:
@@ -246,16 +246,19 @@ def declare(node: Any) -> NodeConfig:
     return config
 
 
-def _plain(value: Any) -> Any:
-    # arrays arrive as lists (or array.array); the frozen config holds tuples
+def _plain(value: Any, spec: Optional[ParamSpec] = None) -> Any:
+    # arrays arrive as lists (or array.array); the frozen config holds tuples. An empty
+    # YAML list may arrive with no value at all (NOT_SET): an empty list
     if isinstance(value, (list, tuple)) or type(value).__name__ == 'array':
         return tuple(value)
+    if value is None and spec is not None and spec.type is tuple:
+        return ()
     return value
 
 
 def read(node: Any) -> NodeConfig:
     """Return the node's current parameter values as a NodeConfig."""
-    return NodeConfig(**{spec.name: _plain(node.get_parameter(spec.name).value)
+    return NodeConfig(**{spec.name: _plain(node.get_parameter(spec.name).value, spec)
                          for spec in PARAMS})
 
 
@@ -272,7 +275,7 @@ def check_change(config: NodeConfig, changes: Iterable[Any], model_loaded: bool,
         spec = SPECS.get(param.name)
         if spec is None:
             continue  # not ours (use_sim_time, qos overrides): rclpy's own rules apply
-        value = _plain(param.value)
+        value = _plain(param.value, spec)
         same = value == getattr(config, param.name)
         if spec.kind == STARTUP and not same:
             return None, (f"'{param.name}' is read-only: it is read once when the node starts "
