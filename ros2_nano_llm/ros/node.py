@@ -74,6 +74,7 @@ DROP_LOG_PERIOD_S = 5.0  # dropped prompts/frames and failed callbacks: one log 
 MAX_PROMPT_CHARS = 1 << 20    # a longer prompt is dropped before it is tokenized
 MAX_CALL_NAME_CHARS = 256     # ~/call_function: longest function name taken
 MAX_CALL_ARGS_CHARS = 1 << 16  # ... and longest args_json
+MAX_CALLS_RUNNING = 16        # ~/call_function calls in progress at once; more are refused
 KEEP_FRAME_FACTOR = 2  # frames are kept at most this many times the encoder's input side
 FINALIZED_EXIT_S = 0.2  # after the shutdown transition: time to answer it, then exit
 
@@ -163,6 +164,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._drops = {'prompts': 0, 'frames': 0}  # for the life of the node
         self._drop_logs: Dict[str, _Throttle] = {}  # one per reason: a flood logs one line
         self._lock = threading.Lock()
+        self._calls_running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
         self._failures = _Throttle(DROP_LOG_PERIOD_S)
         self._frame_side = 0  # frames are shrunk to KEEP_FRAME_FACTOR x this (0: as they are)
         # done once the node is finalized (the shutdown transition): main() then exits
@@ -431,12 +433,17 @@ class ChatLifecycleNode(LifecycleNode):
     async def _on_call_function(self, request: CallFunction.Request,
                                 response: CallFunction.Response) -> CallFunction.Response:
         # a coroutine: the call runs on a helper thread and no executor thread waits for it
+        if not self._calls_running.acquire(blocking=False):
+            return _failed_response(response, f'{MAX_CALLS_RUNNING} calls are in progress '
+                                    'already; call again when one has ended')
         try:
             response.result = await self._off_executor(
                 lambda: self._call_function(request.name, request.args_json))
             response.success = not response.result.startswith('error:')
         except Exception as error:  # noqa: BLE001 - the callback's edge: report, go on
             _failed_response(response, self._callback_failed('~/call_function', error))
+        finally:
+            self._calls_running.release()
         args = request.args_json.strip() or '{}'
         line = (f'~/call_function {request.name[:80]}({args[:200]}'
                 f"{'...' if len(args) > 200 else ''}) -> {response.result[:300]}")

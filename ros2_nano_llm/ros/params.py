@@ -71,7 +71,7 @@ class ParamSpec:
         return type(self.default)
 
     def descriptor(self) -> ParameterDescriptor:
-        """Build the ROS parameter descriptor: type, range and read-only flag."""
+        """Build the ROS parameter descriptor: type, range and description."""
         desc = ParameterDescriptor(
             name=self.name, type=_TYPES[self.type], description=self.description,
             additional_constraints=self.constraints)
