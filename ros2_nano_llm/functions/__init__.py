@@ -15,8 +15,7 @@
 Function calling: the bot function registry, call detection/parsing and built-ins.
 
 ``from ros2_nano_llm.functions import BotFunctions, bot_function, CallDetector, execute``.
-The ROS service bridge (``functions.ros_bridge``) is imported separately, only by the
-node, because it needs rclpy.
+The ROS service bridge lives in ``ros.ros_bridge`` (it drives rclpy).
 """
 
 from .parsing import (CallDetector, execute, find_calls, format_result, parse_json_call,

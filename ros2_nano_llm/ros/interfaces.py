@@ -22,7 +22,7 @@ from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 
 from ..msg import ChatEntry, StreamToken
-from ..vision.convert import to_rgb_array
+from ..vision.convert import check_frame_size, to_rgb_array
 
 # Private names (~/ = the node's own namespace), remappable as usual.
 INPUT_TEXT = '~/input/text'
@@ -55,13 +55,16 @@ except Exception:  # noqa: BLE001 - missing, or a broken ROS 1 port from PyPI
     _BRIDGE = None
 
 
-def frame_to_rgb(msg: Any) -> np.ndarray:
+def frame_to_rgb(msg: Any, max_size: Optional[int] = None) -> np.ndarray:
     """
     Return a sensor_msgs/Image or CompressedImage as an (H, W, 3) uint8 RGB array.
 
-    Raises ValueError saying what is wrong (a wrong ``step``, an unknown encoding, a
-    corrupt JPEG, ...).
+    A frame wider or taller than ``max_size`` pixels is refused before it is decoded.
+    Raises ValueError saying what is wrong (too large, a wrong ``step``, an unknown
+    encoding, a corrupt JPEG, ...).
     """
+    if max_size:
+        check_frame_size(msg, max_size)
     if _BRIDGE is not None and hasattr(msg, 'encoding'):
         try:
             return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
@@ -81,16 +84,23 @@ def stream_token(stamp: Time, turn_id: int, index: int, text: str,
 def chat_entries(history: Any) -> List[ChatEntry]:
     """Return the entries of a ChatHistory as ChatEntry messages (call under ``history.lock``)."""
     cached = history.cached_tokens()
+    keys = history.kv_cache.keys
     entries = []
     for message in history.messages:
         # positions are known once the chat was rendered; the newest reply is counted
         # by its own tokens until the next turn renders it with the template around it
         rendered = message.num_tokens > 0
         count = message.num_tokens if rendered else len(message.tokens or ())
-        end = message.start_token + message.num_tokens
+        if rendered:
+            in_cache = message.start_token + message.num_tokens <= cached
+        else:
+            # the newest reply: cached when the cache ends with its tokens (the model
+            # computed every one of them; a reply cut by length lacks its last one)
+            tokens = [int(t) for t in message.tokens or ()]
+            in_cache = bool(tokens) and list(keys[-len(tokens):]) == tokens
         entries.append(ChatEntry(
             role=message.role, type=message.type, text=message.describe(),
-            num_tokens=int(count), cached=bool(rendered and end <= cached)))
+            num_tokens=int(count), cached=bool(in_cache)))
     return entries
 
 

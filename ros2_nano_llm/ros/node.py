@@ -21,23 +21,31 @@ lets prompts in; ``deactivate`` stops any reply and goes quiet (the chat is kept
 ``cleanup`` frees the model; ``shutdown`` works from any state.
 
 Bot functions: at ``configure`` the robot actions of ``functions_file`` (each one ROS
-service, see ``functions.ros_bridge``) and the ``builtin_functions`` become the functions
-the model may call; their docs join the system prompt and every reply runs the calls it
-makes. ``~/call_function`` runs one by name and ``~/list_functions`` lists them.
+service, see ``ros_bridge``) and the ``builtin_functions`` become the functions the model
+may call: the node's own list of records (no process-wide registry is written). Their docs
+join the system prompt and every reply runs the calls it makes. ``~/call_function`` runs
+one by name and ``~/list_functions`` lists them; ``~/stop`` interrupts a running one.
 
-Threads: the executor's threads only run short callbacks; the node's one worker thread
-(``worker.ChatWorker``) loads the model and reads each reply, which the model generates on
-its own thread. Lifecycle services, inputs and the other services have separate callback
-groups, so a long transition never holds up a prompt, a ``~/stop`` or ``/diagnostics``.
-A robot action's service call waits on a worker thread (from a reply) or in a reentrant
-service callback (``~/call_function``) while the other executor threads take its response.
+Threads: the executor's threads only run short callbacks and never wait for a robot
+action: the node's one worker thread (``worker.ChatWorker``) loads the model and reads each
+reply, which the model generates on its own thread, and ``~/call_function`` is a coroutine
+that awaits a helper thread. Lifecycle services, inputs and the other services have
+separate callback groups, so a long transition never holds up a prompt, a ``~/stop`` or
+``/diagnostics``.
+
+Robustness: every callback catches, logs and reports at its edge (``_edge``), so no
+message, request or parameter ends the process; sizes are bounded before work is done
+(prompt length, call arguments, a frame's declared size); dropped prompts and frames are
+counted on ``/diagnostics`` and logged at most once per ``DROP_LOG_PERIOD_S``.
 """
 
 from concurrent.futures import TimeoutError as FutureTimeout
+import functools
+import itertools
 import os
-import sys
+import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -45,26 +53,91 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.task import Future as RclFuture
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from . import interfaces as ifc
 from . import params
+from .ros_bridge import RosServiceFunctions
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt
 from ..functions import BotFunctions, execute, parse_json_call
-from ..functions.ros_bridge import RosServiceFunctions
 from ..msg import StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
+from ..vision.convert import shrink_to
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 WAIT_S = 10.0            # bound on waits for the worker inside callbacks
-FRAME_ERROR_REPEAT_S = 10.0  # the same bad-frame error is logged again after this long
-# Each prompt crosses threads twice (executor -> worker -> model) and so does each token
-# (model -> worker -> publisher). While the model thread runs Python code, a thread woken by
-# such a hand-off waits up to the GIL switch interval: 5 ms by default, 1 ms here.
-GIL_SWITCH_INTERVAL_S = 0.001
+DROP_LOG_PERIOD_S = 5.0  # dropped prompts/frames and failed callbacks: one log line per period
+MAX_PROMPT_CHARS = 1 << 20    # a longer prompt is dropped before it is tokenized
+MAX_CALL_NAME_CHARS = 256     # ~/call_function: longest function name taken
+MAX_CALL_ARGS_CHARS = 1 << 16  # ... and longest args_json
+MAX_CALLS_RUNNING = 16        # ~/call_function calls in progress at once; more are refused
+KEEP_FRAME_FACTOR = 2  # frames are kept at most this many times the encoder's input side
+FINALIZED_EXIT_S = 0.2  # after the shutdown transition: time to answer it, then exit
+
+
+def _edge(what: str) -> Callable:
+    """
+    Decorate a callback so that no exception leaves it: catch, log and report.
+
+    A service's response gets ``success=False`` and the reason (``message`` or
+    ``result``); a parameter callback refuses the change; others return None.
+    """
+    def decorate(callback: Callable) -> Callable:
+        @functools.wraps(callback)
+        def guarded(self, *args):
+            try:
+                return callback(self, *args)
+            except Exception as error:  # noqa: BLE001 - the callback's edge: report, go on
+                reason = self._callback_failed(what, error)
+                if len(args) == 2 and hasattr(args[1], 'success'):  # a service response
+                    return _failed_response(args[1], reason)
+                if what == 'parameter change':
+                    return SetParametersResult(successful=False, reason=reason)
+                return None
+        return guarded
+    return decorate
+
+
+def _failed_response(response: Any, reason: str) -> Any:
+    response.success = False
+    if hasattr(response, 'result'):
+        response.result = f'error: {reason}'
+    elif hasattr(response, 'message'):
+        response.message = reason
+    return response
+
+
+class _Throttle:
+    """Counts events of one kind and says when a log line about them is due."""
+
+    def __init__(self, period: float):
+        self.period = period
+        self.count = 0          # events for the life of the node
+        self._pending = 0       # events since the last log line
+        self._last = -float('inf')
+        self._lock = threading.Lock()
+
+    def event(self, now: float) -> Optional[int]:
+        """Count one event; return how many went unlogged before it if a line is due, else None."""
+        with self._lock:
+            self.count += 1
+            if now - self._last < self.period:
+                self._pending += 1
+                return None
+            skipped, self._pending, self._last = self._pending, 0, now
+            return skipped
+
+    def flush(self, now: float) -> int:
+        """Return (and forget) the unlogged events once a period has passed since the last line."""
+        with self._lock:
+            if not self._pending or now - self._last < self.period:
+                return 0
+            pending, self._pending, self._last = self._pending, 0, now
+            return pending
 
 
 class ChatLifecycleNode(LifecycleNode):
@@ -85,7 +158,18 @@ class ChatLifecycleNode(LifecycleNode):
         self._stats_turn = 0
         self._last_error = ''
         self._vision_note_logged = False
-        self._frame_error = ('', 0.0)
+        # turn ids keep increasing for the life of the process (clients key replies on them)
+        self._turn_ids = itertools.count(1)
+        self._turn_id = 0
+        self._drops = {'prompts': 0, 'frames': 0}  # for the life of the node
+        self._drop_logs: Dict[str, _Throttle] = {}  # one per reason: a flood logs one line
+        self._lock = threading.Lock()
+        self._calls_running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
+        self._failures = _Throttle(DROP_LOG_PERIOD_S)
+        self._frame_side = 0  # frames are shrunk to KEEP_FRAME_FACTOR x this (0: as they are)
+        # done once the node is finalized (the shutdown transition): main() then exits
+        self.finalized = RclFuture()
+        self._exit_timer = None
         super().__init__(node_name, **kwargs)
         # The lifecycle and parameter services share the node's default (mutually exclusive)
         # group: a transition and a parameter change never run at the same time.
@@ -130,7 +214,7 @@ class ChatLifecycleNode(LifecycleNode):
             return self._configure_failed(
                 f'bot functions: {error}', 'functions_file <path> or builtin_functions '
                 "\"['DATE', 'TIME']\"")
-        worker = ChatWorker(self, lambda: self._config, log)
+        worker = ChatWorker(self, lambda: self._config, log, self._turn_ids)
         try:
             future = worker.submit_call(
                 lambda: ChatSession.load(config, self._frames, functions))
@@ -156,8 +240,9 @@ class ChatLifecycleNode(LifecycleNode):
         self._last_error = ''
         self._vision_note_logged = False
         model = session.model
+        self._frame_side = KEEP_FRAME_FACTOR * session.encoder_side()
         log.info(f"configured: '{model.name}' in {time.monotonic() - start:.1f} s, context "
-                 f'{model.config.max_context_len} tokens, template '
+                 f"{model.config.max_context_len} tokens, api '{model.api}', template "
                  f"'{session.history.template.name}', vision "
                  f"{'yes' if model.has_vision else 'no'}, functions "
                  f"{', '.join(f.name for f in functions or ()) or 'none'}")
@@ -177,6 +262,9 @@ class ChatLifecycleNode(LifecycleNode):
         if result != SUCCESS:
             return result
         images, services = self._image_group, self._service_group
+        # take prompts before the subscription exists: a client that sees it may publish at
+        # once, before this transition ends (the publishers are already active)
+        self._worker.resume()
         self._live = [
             self.create_subscription(String, ifc.INPUT_TEXT, self._on_text, ifc.PROMPT_QOS,
                                      callback_group=self._input_group),
@@ -193,7 +281,6 @@ class ChatLifecycleNode(LifecycleNode):
             self.create_service(ListFunctions, ifc.LIST_FUNCTIONS, self._on_list_functions,
                                 callback_group=services),
         ]
-        self._worker.resume()
         topic = self.resolve_topic_name(ifc.INPUT_TEXT)
         self.get_logger().info(f'active: listening on {topic}')
         return SUCCESS
@@ -214,8 +301,16 @@ class ChatLifecycleNode(LifecycleNode):
         """Stop and free everything, from whichever state the node is in."""
         self._quiet()
         self._release()
-        self.get_logger().info('shut down')
+        self.get_logger().info('shut down: the process exits')
+        # answer the transition first, then let main() end the process (exit code 0)
+        self._exit_timer = self.create_timer(FINALIZED_EXIT_S, self._finish,
+                                             callback_group=self._service_group)
         return SUCCESS
+
+    def _finish(self) -> None:
+        self.destroy_timer(self._exit_timer)
+        if not self.finalized.done():
+            self.finalized.set_result(True)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Free everything after an error in a transition; the node goes back to unconfigured."""
@@ -252,12 +347,48 @@ class ChatLifecycleNode(LifecycleNode):
         self._unload_functions()
         self._frames.clear()
 
+    @_edge('autostart')
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
         self._autostart_timer = None
         self.get_logger().info('autostart: configure and activate')
         if self.trigger_configure() == SUCCESS:
             self.trigger_activate()
+
+    def _callback_failed(self, what: str, error: BaseException) -> str:
+        """Log a failed callback (throttled) and return the reason for its caller."""
+        reason = f'{what} failed: {type(error).__name__}: {str(error)[:300]}'
+        skipped = self._failures.event(time.monotonic())
+        if skipped is not None:
+            more = f' ({skipped} more failures since the last line)' if skipped else ''
+            self.get_logger().error(f'{reason}; the node goes on{more}')
+        return reason
+
+    def _dropped(self, kind: str, reason: str, line: str) -> None:
+        """
+        Count a dropped prompt or frame; log ``line`` unless one was logged for ``reason`` lately.
+
+        Returns nothing; the counts are on /diagnostics (``prompts_dropped``, ``frames_dropped``).
+        """
+        with self._lock:
+            self._drops[kind] += 1
+            throttle = self._drop_logs.setdefault(reason, _Throttle(DROP_LOG_PERIOD_S))
+        skipped = throttle.event(time.monotonic())
+        if skipped is not None:
+            more = f' ({skipped} more dropped for this reason since the last line)' \
+                if skipped else ''
+            self.get_logger().warning(line + more)
+
+    def _flush_drops(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            logs = list(self._drop_logs.items())
+        for reason, throttle in logs:
+            pending = throttle.flush(now)
+            if pending:
+                self.get_logger().warning(
+                    f'{pending} more dropped in the last {DROP_LOG_PERIOD_S:g} s ({reason}); '
+                    'the counts are on /diagnostics')
 
     # ---- bot functions ----------------------------------------------------------------
     def _load_functions(self, config: params.NodeConfig) -> Optional[List[Any]]:
@@ -266,8 +397,9 @@ class ChatLifecycleNode(LifecycleNode):
 
         ``builtin_functions`` names library functions (``DATE``, ``TIME``);
         ``functions_file`` lists robot actions, whose service clients are created here
-        (``functions.ros_bridge``). Runs in ``on_configure`` before the model loads; raises
-        ValueError saying what to fix.
+        (``ros_bridge``). The node keeps its own list of records: no registry is written.
+        Runs in ``on_configure`` before the model loads; raises ValueError saying what to
+        fix.
         """
         functions: List[Any] = []
         for name in dict.fromkeys(config.builtin_functions):
@@ -280,6 +412,11 @@ class ChatLifecycleNode(LifecycleNode):
         if config.functions_file:
             self._bridge = RosServiceFunctions.from_yaml(
                 self, config.functions_file, callback_group=self._actions_group)
+            clash = sorted(set(self._bridge.names) & {f.name for f in functions})
+            if clash:
+                raise ValueError(f"robot action(s) {', '.join(clash)} in "
+                                 f"'{config.functions_file}' have the name of a built-in "
+                                 'function; rename them')
             functions.extend(self._bridge.functions)
             services = ', '.join(f'{a.name} -> {a.service}'
                                  for a in self._bridge.actions.values())
@@ -288,36 +425,67 @@ class ChatLifecycleNode(LifecycleNode):
         return functions or None
 
     def _unload_functions(self) -> None:
-        """Undo ``_load_functions``: unregister the robot actions, destroy their clients."""
+        """Undo ``_load_functions``: interrupt waiting calls and destroy the clients."""
         bridge, self._bridge, self._functions = self._bridge, None, None
         if bridge is not None:
             bridge.destroy()
 
-    def _on_call_function(self, request: CallFunction.Request,
-                          response: CallFunction.Response) -> CallFunction.Response:
-        functions = self._functions
-        log = self.get_logger()
-        if not functions:
-            response.success = False
-            response.result = ('error: no bot functions are enabled on this node (set '
-                               'functions_file or builtin_functions and configure again)')
-            log.warning(f'~/call_function {request.name!r}: {response.result}')
-            return response
-        # blocks this (reentrant) callback up to the function's timeout; a robot action's
-        # response is taken by another executor thread meanwhile
-        call = parse_json_call(request.name, request.args_json)
-        result = execute(call, functions)
-        response.success = not result.startswith('error:')
-        response.result = result
+    async def _on_call_function(self, request: CallFunction.Request,
+                                response: CallFunction.Response) -> CallFunction.Response:
+        # a coroutine: the call runs on a helper thread and no executor thread waits for it
+        if not self._calls_running.acquire(blocking=False):
+            return _failed_response(response, f'{MAX_CALLS_RUNNING} calls are in progress '
+                                    'already; call again when one has ended')
+        try:
+            response.result = await self._off_executor(
+                lambda: self._call_function(request.name, request.args_json))
+            response.success = not response.result.startswith('error:')
+        except Exception as error:  # noqa: BLE001 - the callback's edge: report, go on
+            _failed_response(response, self._callback_failed('~/call_function', error))
+        finally:
+            self._calls_running.release()
         args = request.args_json.strip() or '{}'
-        line = f'~/call_function {request.name}({args}) -> {result}'
+        line = (f'~/call_function {request.name[:80]}({args[:200]}'
+                f"{'...' if len(args) > 200 else ''}) -> {response.result[:300]}")
         # (one call site per severity: rclpy refuses to change a call site's severity)
         if response.success:
-            log.info(line)
+            self.get_logger().info(line)
         else:
-            log.warning(line)
+            self.get_logger().warning(line)
         return response
 
+    def _call_function(self, name: str, args_json: str) -> str:
+        """Run one call of ``~/call_function`` (a helper thread); return the result text."""
+        functions = self._functions
+        if not functions:
+            return ('error: no bot functions are enabled on this node (set functions_file or '
+                    'builtin_functions and configure again)')
+        if len(name) > MAX_CALL_NAME_CHARS:
+            return f'error: the function name is {len(name)} characters long; no name is'
+        if len(args_json) > MAX_CALL_ARGS_CHARS:
+            return (f'error: args_json is {len(args_json)} characters long; at most '
+                    f'{MAX_CALL_ARGS_CHARS} are taken')
+        try:
+            call = parse_json_call(name, args_json)
+        except (ValueError, RecursionError) as error:
+            return f'error: malformed JSON arguments: {type(error).__name__}: {error}'[:400]
+        return execute(call, functions)
+
+    async def _off_executor(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on a helper thread; await its result without holding an executor thread."""
+        future = RclFuture(executor=self.executor)
+        # a done callback makes the executor wake up (and resume the awaiting coroutine)
+        future.add_done_callback(lambda _: None)
+
+        def run() -> None:
+            try:
+                future.set_result(work())
+            except BaseException as error:  # noqa: B902 - handed to the awaiting coroutine
+                future.set_exception(error)
+        threading.Thread(target=run, name='nano_llm.call', daemon=True).start()
+        return await future
+
+    @_edge('~/list_functions')
     def _on_list_functions(self, request: ListFunctions.Request,
                            response: ListFunctions.Response) -> ListFunctions.Response:
         functions = self._functions or []
@@ -327,23 +495,34 @@ class ChatLifecycleNode(LifecycleNode):
         return response
 
     # ---- inputs -----------------------------------------------------------------------
+    @_edge('a prompt')
     def _on_text(self, msg: String) -> None:
         text = msg.data
         log = self.get_logger()
+        if len(text) > MAX_PROMPT_CHARS:
+            self._dropped('prompts', 'too long', f'prompt dropped: it has {len(text)} '
+                          f'characters, at most {MAX_PROMPT_CHARS} are taken')
+            return
         if not text.strip():
             log.warning('empty prompt ignored: publish some text on '
                         f'{self.resolve_topic_name(ifc.INPUT_TEXT)}')
             return
-        taken, note = self._worker.submit(Prompt(text, time.monotonic()))
+        worker = self._worker
+        if worker is None:
+            taken, note = False, 'the node is not configured'
+        else:
+            taken, note = worker.submit(Prompt(text, time.monotonic()))
         preview = text if len(text) <= 80 else f'{text[:77]}... ({len(text)} chars)'
         if taken:
             log.info(f'prompt {preview!r}' + (f' ({note})' if note else ''))
         else:
-            log.warning(f'prompt dropped ({note}): {preview!r}')
+            reason = note.split('(')[0].rstrip(' 0123456789')  # e.g. '... already wait'
+            self._dropped('prompts', reason, f'prompt dropped ({note}): {preview!r}')
 
+    @_edge('a camera frame')
     def _on_image(self, msg: Any) -> None:
-        session = self._session
-        if session is None or self._config.max_image_age <= 0.0:
+        session, config = self._session, self._config
+        if session is None or config.max_image_age <= 0.0:
             return
         if not session.model.has_vision:
             if not self._vision_note_logged:
@@ -353,24 +532,24 @@ class ChatLifecycleNode(LifecycleNode):
                     'goes on in text (configure a vision model to use the camera)')
             return
         try:
-            image = ifc.frame_to_rgb(msg)
+            # the declared size is checked before any decoding
+            image = ifc.frame_to_rgb(msg, max_size=config.max_image_size)
         except ValueError as error:
-            self._log_frame_error(f'{type(msg).__name__} frame dropped: {error}')
+            text = f'{type(msg).__name__} frame dropped: {error}'
+            self._dropped('frames', text[:120], text)
             return
-        self._frames.put(image, time.monotonic())
-
-    def _log_frame_error(self, text: str) -> None:
-        last, when = self._frame_error
-        now = time.monotonic()
-        if text != last or now - when > FRAME_ERROR_REPEAT_S:
-            self._frame_error = (text, now)
-            self.get_logger().error(text)
+        # keep no more pixels than the encoder can use (a 4K frame would be held in full)
+        self._frames.put(shrink_to(image, self._frame_side), time.monotonic())
 
     # ---- services ---------------------------------------------------------------------
+    @_edge('~/reset')
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
         worker, session = self._worker, self._session
+        if worker is None or session is None:
+            return _failed_response(response, 'no model loaded')
         stopped, dropped = worker.stop()
+        self._interrupt_actions()
         try:
             worker.call(session.reset, timeout=WAIT_S)
         except FutureTimeout:
@@ -378,10 +557,6 @@ class ChatLifecycleNode(LifecycleNode):
             response.message = (f'the reply did not end within {WAIT_S:g} s; the chat will be '
                                 'cleared as soon as it does')
             self.get_logger().warning(response.message)
-            return response
-        except Exception as error:  # noqa: BLE001 - reported to the caller
-            response.success, response.message = False, f'reset failed: {error}'
-            self.get_logger().error(response.message)
             return response
         notes = ['chat cleared (system prompt kept)']
         if stopped:
@@ -392,15 +567,22 @@ class ChatLifecycleNode(LifecycleNode):
         self.get_logger().info(response.message)
         return response
 
+    @_edge('~/stop')
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:
         worker = self._worker
+        if worker is None:
+            return _failed_response(response, 'no model loaded')
         stopped, dropped = worker.stop()
+        # a reply waiting for a robot action ends now; the model's text says it was stopped
+        interrupted = self._interrupt_actions()
         idle = worker.wait_idle(WAIT_S)
         if stopped:
             message = f'stopped turn {worker.turn_id}; the partial reply is kept in the chat'
         else:
             message = 'no reply was in progress'
+        if interrupted:
+            message += f'; {interrupted} robot action call(s) interrupted'
         if dropped:
             message += f'; {dropped} waiting prompts dropped'
         if not idle:
@@ -409,6 +591,14 @@ class ChatLifecycleNode(LifecycleNode):
         self.get_logger().info(message)
         return response
 
+    def _interrupt_actions(self) -> int:
+        bridge = self._bridge
+        if bridge is None:
+            return 0
+        return bridge.interrupt('interrupted by ~/stop before the service answered; the '
+                                'action may not have finished')
+
+    @_edge('~/get_history')
     def _on_get_history(self, request: GetHistory.Request, response: GetHistory.Response
                         ) -> GetHistory.Response:
         session = self._session
@@ -425,13 +615,28 @@ class ChatLifecycleNode(LifecycleNode):
         return response
 
     # ---- parameters -------------------------------------------------------------------
+    @_edge('parameter change')
     def _on_set_parameters(self, changes: List[Any]) -> SetParametersResult:
         state = self.state
-        _, reason = params.check_change(self._config, changes, state != 'unconfigured', state)
+        config, reason = params.check_change(self._config, changes, state != 'unconfigured',
+                                             state)
+        if not reason and config is not None:
+            reason = self._room_problem(config)
         if reason:
             self.get_logger().warning(f'parameter change refused: {reason}')
         return SetParametersResult(successful=not reason, reason=reason)
 
+    def _room_problem(self, new: params.NodeConfig) -> str:
+        # settings that would make every prompt fail are refused here, with the reason
+        session, old = self._session, self._config
+        if session is None or session.history is None:
+            return ''
+        names = ('system_prompt', 'wrap_tokens', 'reply_prefix')
+        if all(getattr(new, n) == getattr(old, n) for n in names):
+            return ''
+        return session.room_problem(new.system_prompt, new.wrap_tokens, new.reply_prefix)
+
+    @_edge('applying parameters')
     def _after_set_parameters(self, changes: List[Any]) -> None:
         old, new = self._config, params.read(self)
         self._config = new
@@ -439,7 +644,7 @@ class ChatLifecycleNode(LifecycleNode):
         if not names:
             return
         self.get_logger().info('parameters changed: ' + ', '.join(
-            f'{name}={getattr(new, name)!r}' for name in names))
+            f'{name}={_short(getattr(new, name))}' for name in names))
         worker, session = self._worker, self._session
         if worker is None or session is None:
             return
@@ -448,34 +653,52 @@ class ChatLifecycleNode(LifecycleNode):
             worker.post(lambda: session.set_system_prompt(new.system_prompt),
                         'setting the system prompt')
             self.get_logger().info('system prompt changed: the chat was reset')
-        if 'wrap_tokens' in names:
+        if 'wrap_tokens' in names or 'system_prompt' in names:
             worker.post(lambda: session.set_wrap_tokens(new.wrap_tokens), 'setting wrap_tokens')
 
     # ---- output (the worker's sink) ---------------------------------------------------
     def piece(self, turn_id: int, index: int, text: str) -> None:
         """Publish one new piece of reply text (worker thread)."""
         stream, tokens = self._pub_stream, self._pub_tokens
+        self._turn_id = turn_id
         if stream is None or tokens is None:
             return  # cleaned up while the reply ended
-        stream.publish(ifc.stream_token(self.get_clock().now().to_msg(), turn_id, index, text))
-        tokens.publish(String(data=text))
+        self._publish(lambda: (
+            stream.publish(ifc.stream_token(self.get_clock().now().to_msg(), turn_id, index,
+                                            text)),
+            tokens.publish(String(data=text))))
 
     def finished(self, turn_id: int, pieces: int, text: str,
                  stats: Optional[Dict[str, float]]) -> None:
         """Publish the end of a turn: the eos piece, the whole reply and the diagnostics."""
         stream, reply = self._pub_stream, self._pub_reply
+        self._turn_id = turn_id
         if stream is None or reply is None:
             return
         stamp = self.get_clock().now().to_msg()
-        stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True))
-        reply.publish(String(data=text))
+        self._publish(lambda: (
+            stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True)),
+            reply.publish(String(data=text))))
         if stats is not None:
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
 
+    def _publish(self, publish: Callable[[], Any]) -> None:
+        try:
+            publish()
+        except Exception:  # noqa: BLE001 - see below
+            if self.context.ok():
+                raise
+            # Ctrl-C or SIGTERM shut the context down while a reply streamed: main() stops
+            # the worker next; stop the reply now, this is no error
+            worker = self._worker
+            if worker is not None:
+                worker.stop()
+
     def publish_diagnostics(self, generating: Optional[bool] = None) -> None:
         """Publish the node's state and the last reply's figures on /diagnostics."""
         try:
+            self._flush_drops()
             self._publish_diagnostics(generating)
         except Exception as error:  # noqa: B902 - a timer callback must never kill the node
             # cleanup may free the model while this reads it: skip this report, not the node
@@ -485,10 +708,14 @@ class ChatLifecycleNode(LifecycleNode):
         state, config, session, worker = self.state, self._config, self._session, self._worker
         stats = self._stats
         values: Dict[str, Any] = {
-            'state': state, 'model': config.model, 'api': config.api,
-            'turn_id': worker.turn_id if worker else 0,
+            'state': state, 'model': config.model,
+            'api': session.model.api if session else config.api,
+            'turn_id': self._turn_id,
             'generating': bool(worker and worker.busy) if generating is None else generating,
             'queue_length': worker.queue_length if worker else 0,
+            'prompts_dropped': self._drops['prompts'],
+            'frames_dropped': self._drops['frames'],
+            'callback_failures': self._failures.count,
             'stats_turn_id': self._stats_turn,
             'last_ttft_ms': 1000.0 * stats.get('time_to_first_token', float('nan')),
             'last_prompt_setup_ms': 1000.0 * worker.last_setup_s if worker else float('nan'),
@@ -520,6 +747,11 @@ class ChatLifecycleNode(LifecycleNode):
         self._release()
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f'{text[:limit - 20]}... ({len(text)} chars)'
+
+
 def _close_late_session(future: Any) -> None:
     # a load that finished after configure gave up on it: free the model at once
     if future.exception() is None:
@@ -534,9 +766,27 @@ def _rss_mb() -> float:
         return float('nan')
 
 
+def _quiet_progress_bars() -> None:
+    # model loading draws tqdm bars ('Loading weights 0%|...'): noise in a node's log. The
+    # process is the node's own, so main() may say so for the libraries it loads.
+    os.environ.setdefault('HF_HUB_DISABLE_PROGRESS_BARS', '1')
+    os.environ.setdefault('TQDM_DISABLE', '1')
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def main(args: Optional[List[str]] = None) -> int:
-    """Run the node until Ctrl-C or shutdown: ``ros2 run ros2_nano_llm nano_llm_node``."""
-    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
+    """
+    Run the node until Ctrl-C, SIGTERM or the shutdown transition; return the exit code.
+
+    ``ros2 run ros2_nano_llm nano_llm_node``. The worker is stopped before the node and the
+    context go, so a reply that streams at that moment ends quietly; after the shutdown
+    transition (finalized) the process exits with code 0.
+    """
+    _quiet_progress_bars()
     try:
         with rclpy.init(args=args):
             try:
@@ -547,7 +797,7 @@ def main(args: Optional[List[str]] = None) -> int:
             executor = MultiThreadedExecutor(num_threads=4)
             executor.add_node(node)
             try:
-                executor.spin()
+                executor.spin_until_future_complete(node.finalized)
             finally:
                 node.release()
                 executor.shutdown(timeout_sec=WAIT_S)

@@ -20,49 +20,69 @@ Each parameter has a kind that says when a change takes effect:
   ``system_prompt`` also resets the chat.
 - ``reload``: needs the model or the chat to be built again (model, api, template, ...);
   refused while a model is loaded (inactive or active), with the way out in the reason.
-- ``startup``: read once when the node starts (read-only afterwards).
+- ``startup``: read once when the node starts (read-only afterwards: a different value is
+  refused; setting the current value again succeeds, as ``ros2 param load`` of the file
+  the node started with does).
+
+A ``reload`` or ``startup`` parameter set to the value it already has is always accepted.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import field, fields, make_dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
-from rclpy.parameter import Parameter
 
 BUSY_POLICIES = ('queue', 'interrupt', 'drop')
 LIVE, RELOAD, STARTUP = 'live', 'reload', 'startup'
+# api: 'auto' lets the library choose (llama_cpp for a .gguf model where it is installed)
+APIS = ('auto', 'hf', 'llama_cpp', 'openai', 'mlc')
 
 _TYPE_WORDS = {bool: 'a boolean', int: 'an integer', float: 'a float (with a decimal point)',
                str: 'a string', tuple: "a list of strings such as ['DATE', 'TIME']"}
-# a tuple default is a string array (rclpy cannot tell the type of an empty list)
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
           tuple: ParameterType.PARAMETER_STRING_ARRAY}
 
 
-@dataclass(frozen=True)
 class ParamSpec:
-    """One parameter: name, default, meaning, allowed range and when a change applies."""
+    """
+    One parameter: name, default, meaning, allowed range and when a change applies.
 
-    name: str
-    default: Any
-    description: str
-    kind: str = LIVE
-    low: Optional[float] = None
-    high: Optional[float] = None
-    constraints: str = ''
+    ``backend``/``option``: the parameter is option ``option`` of that backend (``api``).
+    Its ``default`` means 'the backend decides': passed as None when ``none_default``,
+    and left out when ``api`` is 'auto' (the library picks the backend).
+    """
+
+    __slots__ = ('name', 'default', 'description', 'kind', 'low', 'high', 'constraints',
+                 'backend', 'option', 'none_default')
+
+    def __init__(self, name: str, default: Any, description: str, kind: str = LIVE,
+                 low: Optional[float] = None, high: Optional[float] = None,
+                 constraints: str = '', backend: str = '', option: str = '',
+                 none_default: bool = True):
+        self.name, self.default, self.description, self.kind = name, default, description, kind
+        self.low, self.high, self.constraints = low, high, constraints
+        self.backend, self.option, self.none_default = backend, option or name, none_default
+
+    @property
+    def type(self) -> type:  # noqa: A003 - the parameter's Python type
+        """Return the Python type of the parameter's values (tuple: a string list)."""
+        return type(self.default)
 
     def descriptor(self) -> ParameterDescriptor:
-        """Build the ROS parameter descriptor: type, range and read-only flag."""
+        """Build the ROS parameter descriptor: type, range and description."""
         desc = ParameterDescriptor(
-            name=self.name, type=_TYPES[type(self.default)], description=self.description,
-            additional_constraints=self.constraints, read_only=self.kind == STARTUP)
-        if self.low is not None and isinstance(self.default, int) \
-                and not isinstance(self.default, bool):
+            name=self.name, type=_TYPES[self.type], description=self.description,
+            additional_constraints=self.constraints)
+        if self.type is tuple:
+            # an empty YAML list ([]) loads as a bool or byte array: take any array type
+            # here and check the values in NodeConfig.problem()
+            desc.dynamic_typing = True
+        if self.low is not None and self.type is int:
             desc.integer_range = [IntegerRange(from_value=int(self.low),
                                                to_value=int(self.high), step=1)]
-        elif self.low is not None and isinstance(self.default, float):
+        elif self.low is not None and self.type is float:
             desc.floating_point_range = [FloatingPointRange(
                 from_value=float(self.low), to_value=float(self.high), step=0.0)]
         return desc
@@ -71,15 +91,18 @@ class ParamSpec:
 PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('model', 'default', "model directory, .gguf file, hub id, or 'default' (the "
               'embedded SmolLM2-135M-Instruct)', RELOAD),
-    ParamSpec('api', 'hf', "backend: 'hf' (transformers), 'llama_cpp', 'openai' (a server), "
-              "'mlc' (Jetson, where mlc_llm is installed)", RELOAD),
-    ParamSpec('n_threads', 0, 'llama_cpp: CPU threads; 0 for every CPU', RELOAD, 0, 1024),
+    ParamSpec('api', 'auto', "backend: 'auto' (llama_cpp for a .gguf model where it is "
+              "installed, else hf), 'hf' (transformers), 'llama_cpp', 'openai' (a server), "
+              "'mlc' (Jetson, where mlc_llm is installed)", RELOAD,
+              constraints='one of: ' + ', '.join(APIS)),
+    ParamSpec('n_threads', 0, 'llama_cpp: CPU threads; 0 for every CPU', RELOAD, 0, 1024,
+              backend='llama_cpp'),
     ParamSpec('n_ctx', 0, "llama_cpp: context size; 0 for max_context_len or the model's own",
-              RELOAD, 0, 1 << 20),
+              RELOAD, 0, 1 << 20, backend='llama_cpp'),
     ParamSpec('n_gpu_layers', -1, 'llama_cpp: layers offloaded to the GPU; -1 for all',
-              RELOAD, -1, 65536),
+              RELOAD, -1, 65536, backend='llama_cpp', none_default=False),
     ParamSpec('base_url', '', "openai: server URL; '' for $OPENAI_BASE_URL or "
-              'http://127.0.0.1:8000', RELOAD),
+              'http://127.0.0.1:8000', RELOAD, backend='openai'),
     ParamSpec('quantization', '', "backend quantization setting; '' for the model's own",
               RELOAD),
     ParamSpec('max_context_len', 0, "context window in tokens; 0 for the model's own", RELOAD,
@@ -91,9 +114,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('builtin_functions', (), 'built-in bot functions the model may call, by name '
               "(e.g. ['DATE', 'TIME']); [] for none", RELOAD),
     ParamSpec('system_prompt', '', "system prompt; '' for the template's default. A change "
-              'resets the chat', LIVE),
+              'resets the chat; refused when it leaves too little room for the chat', LIVE),
     ParamSpec('reply_prefix', '', 'text every reply starts with (a function call in it runs); '
-              "'' for none", LIVE),
+              "'' for none. Refused when it does not fit the room kept for replies", LIVE),
     ParamSpec('max_new_tokens', 128, 'most tokens in one reply', LIVE, 1, 8192),
     ParamSpec('min_new_tokens', -1, 'fewest tokens in one reply before a stop token counts; '
               '-1 for no minimum', LIVE, -1, 8192),
@@ -104,7 +127,8 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('repetition_penalty', 1.0, 'penalty on tokens already in the chat (> 0; 1.0 is '
               'off)', LIVE, 0.0, 10.0),
     ParamSpec('wrap_tokens', 0, 'when the chat overflows, keep about this many newest tokens; '
-              '0 for half the chat', LIVE, 0, 1 << 20),
+              '0 for half the chat. Refused when it leaves no room to wrap (above the chat '
+              'limit minus the system prompt)', LIVE, 0, 1 << 20),
     ParamSpec('busy_policy', 'queue', 'a prompt that arrives during a reply: queue it, '
               'interrupt the reply, or drop the prompt', LIVE,
               constraints='one of: ' + ', '.join(BUSY_POLICIES)),
@@ -112,6 +136,8 @@ PARAMS: Tuple[ParamSpec, ...] = (
               'dropped', LIVE, 1, 1000),
     ParamSpec('max_image_age', 5.0, 'seconds an image frame stays eligible to join the next '
               'prompt; 0 ignores images', LIVE, 0.0, 86400.0),
+    ParamSpec('max_image_size', 4096, 'largest width or height (pixels) of a camera frame; a '
+              'larger frame is dropped before it is decoded', LIVE, 16, 65536),
     ParamSpec('load_timeout', 900.0, 'seconds configure waits for the model to load', LIVE,
               1.0, 86400.0),
     ParamSpec('autostart', False, 'configure and activate on start', STARTUP),
@@ -123,45 +149,43 @@ SAMPLING = ('max_new_tokens', 'min_new_tokens', 'do_sample', 'temperature', 'top
             'repetition_penalty')
 
 
-@dataclass(frozen=True)
-class NodeConfig:
-    """Every parameter of the node, as plain values (one immutable snapshot)."""
+class _ConfigMethods:
+    """What a NodeConfig can do besides holding the values (the fields come from PARAMS)."""
 
-    model: str = 'default'
-    api: str = 'hf'
-    n_threads: int = 0
-    n_ctx: int = 0
-    n_gpu_layers: int = -1
-    base_url: str = ''
-    quantization: str = ''
-    max_context_len: int = 0
-    chat_template: str = ''
-    functions_file: str = ''
-    builtin_functions: Tuple[str, ...] = ()
-    system_prompt: str = ''
-    reply_prefix: str = ''
-    max_new_tokens: int = 128
-    min_new_tokens: int = -1
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.95
-    repetition_penalty: float = 1.0
-    wrap_tokens: int = 0
-    busy_policy: str = 'queue'
-    max_queue: int = 4
-    max_image_age: float = 5.0
-    load_timeout: float = 900.0
-    autostart: bool = False
-    diagnostics_period: float = 1.0
+    __slots__ = ()
 
     def sampling(self) -> Dict[str, Any]:
         """Return the keyword arguments of ``NanoLLM.generate()`` that set the sampling."""
         return {name: getattr(self, name) for name in SAMPLING}
 
+    def library_api(self) -> Optional[str]:
+        """Return the ``api`` for ``NanoLLM.from_pretrained`` (None: the library chooses)."""
+        return None if self.api == 'auto' else self.api
+
+    def backend_options(self) -> Dict[str, Any]:
+        """
+        Return the backend options the parameters set, for ``NanoLLM.from_pretrained``.
+
+        With an explicit ``api`` every option of that backend is passed (None where the
+        parameter says 'the backend decides'); with ``api: auto`` only the options set to
+        something, since the library picks the backend.
+        """
+        options: Dict[str, Any] = {}
+        for spec in PARAMS:
+            if not spec.backend:
+                continue
+            value = getattr(self, spec.name)
+            if self.api == spec.backend:
+                options[spec.option] = None if value == spec.default and spec.none_default \
+                    else value
+            elif self.api == 'auto' and value != spec.default:
+                options[spec.option] = value
+        return options
+
     def updated(self, values: Dict[str, Any]) -> 'NodeConfig':
         """Return a copy with ``values`` (name -> value) changed, checked as a whole."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update({name: _plain(value) for name, value in values.items()})
+        data = {spec.name: getattr(self, spec.name) for spec in PARAMS}
+        data.update({name: _plain(value, SPECS.get(name)) for name, value in values.items()})
         config = NodeConfig(**data)
         problem = config.problem()
         if problem:
@@ -173,6 +197,8 @@ class NodeConfig:
         if self.busy_policy not in BUSY_POLICIES:
             return (f"busy_policy must be one of {', '.join(BUSY_POLICIES)}; "
                     f'got {self.busy_policy!r}')
+        if self.api not in APIS:
+            return f"api must be one of {', '.join(APIS)}; got {self.api!r}"
         if self.do_sample and self.temperature <= 0.0:
             return 'temperature must be > 0 when do_sample is true'
         if self.top_p <= 0.0:
@@ -181,11 +207,22 @@ class NodeConfig:
             return 'repetition_penalty must be > 0 (1.0 turns it off)'
         if not self.model.strip():
             return "model must not be empty (use 'default' for the embedded SmolLM2)"
+        names = self.builtin_functions
+        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
+            return ('builtin_functions must be a list of function names such as '
+                    f"['DATE', 'TIME'] ([] for none); got {names!r}")
         return ''
 
 
-# The dataclass and the table must name the same parameters.
-assert [f.name for f in fields(NodeConfig)] == [spec.name for spec in PARAMS]
+# NodeConfig: every parameter of the node as a plain value, one frozen snapshot. Its fields
+# are generated from PARAMS (the one place a parameter is declared).
+NodeConfig = make_dataclass(
+    'NodeConfig',
+    [(spec.name, spec.type, field(default=spec.default)) for spec in PARAMS],
+    bases=(_ConfigMethods,), frozen=True)
+NodeConfig.__module__ = __name__
+NodeConfig.__doc__ = ('Every parameter of the node, as plain values (one immutable snapshot; '
+                      'fields generated from PARAMS).')
 
 
 def declare(node: Any) -> NodeConfig:
@@ -195,14 +232,12 @@ def declare(node: Any) -> NodeConfig:
     Raises ValueError naming the parameter when an override has the wrong type or range.
     """
     for spec in PARAMS:
+        default = list(spec.default) if spec.type is tuple else spec.default
         try:
-            if isinstance(spec.default, tuple):
-                _declare_string_array(node, spec)
-            else:
-                node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            node.declare_parameter(spec.name, default, spec.descriptor())
         except Exception as error:  # noqa: BLE001 - rclpy raises several types; all mean this
             raise ValueError(f"parameter '{spec.name}': {error}; expected "
-                             f'{_TYPE_WORDS[type(spec.default)]} such as {spec.default!r}'
+                             f'{_TYPE_WORDS[spec.type]} such as {spec.default!r}'
                              ) from error
     config = read(node)
     problem = config.problem()
@@ -211,22 +246,19 @@ def declare(node: Any) -> NodeConfig:
     return config
 
 
-def _declare_string_array(node: Any, spec: ParamSpec) -> None:
-    # declared by type, then given its (empty) default unless an override set a value
-    param = node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, spec.descriptor())
-    if param.type_ == Parameter.Type.NOT_SET:
-        node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY,
-                                       list(spec.default))])
-
-
-def _plain(value: Any) -> Any:
-    # string arrays arrive as lists; the frozen config holds tuples
-    return tuple(value) if isinstance(value, list) else value
+def _plain(value: Any, spec: Optional[ParamSpec] = None) -> Any:
+    # arrays arrive as lists (or array.array); the frozen config holds tuples. An empty
+    # YAML list may arrive with no value at all (NOT_SET): an empty list
+    if isinstance(value, (list, tuple)) or type(value).__name__ == 'array':
+        return tuple(value)
+    if value is None and spec is not None and spec.type is tuple:
+        return ()
+    return value
 
 
 def read(node: Any) -> NodeConfig:
     """Return the node's current parameter values as a NodeConfig."""
-    return NodeConfig(**{spec.name: _plain(node.get_parameter(spec.name).value)
+    return NodeConfig(**{spec.name: _plain(node.get_parameter(spec.name).value, spec)
                          for spec in PARAMS})
 
 
@@ -243,7 +275,12 @@ def check_change(config: NodeConfig, changes: Iterable[Any], model_loaded: bool,
         spec = SPECS.get(param.name)
         if spec is None:
             continue  # not ours (use_sim_time, qos overrides): rclpy's own rules apply
-        if spec.kind == RELOAD and model_loaded:
+        value = _plain(param.value, spec)
+        same = value == getattr(config, param.name)
+        if spec.kind == STARTUP and not same:
+            return None, (f"'{param.name}' is read-only: it is read once when the node starts "
+                          f'(give it with --params-file or -p {param.name}:=...)')
+        if spec.kind == RELOAD and model_loaded and not same:
             return None, (f"'{param.name}' needs the model to be loaded again and the node is "
                           f'{state}: deactivate and clean up the node, set it, then configure '
                           'again')

@@ -24,9 +24,10 @@ its persistent ``ChatHistory``, and knows how one prompt becomes one reply.
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
+import itertools
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -99,14 +100,9 @@ class Sink(Protocol):
         """Take the end of a turn: the whole (maybe partial) text and the model's stats."""
 
 
-def backend_options(config: NodeConfig) -> Dict[str, Any]:
-    """Return the options of ``config.api``'s backend that the node's parameters set."""
-    if config.api == 'llama_cpp':
-        return {'n_threads': config.n_threads or None, 'n_ctx': config.n_ctx or None,
-                'n_gpu_layers': config.n_gpu_layers}
-    if config.api == 'openai':
-        return {'base_url': config.base_url or None}
-    return {}
+# Room checks of the settings (see ChatSession.room_problem).
+TEMPLATE_MARGIN = 16   # tokens of template markup around the system prompt, at most
+MIN_CHAT_SHARE = 4     # the system prompt leaves at least 1/4 of the chat limit for turns
 
 
 class ChatSession:
@@ -129,18 +125,37 @@ class ChatSession:
         """Load the model and build an empty chat as ``config`` says (blocks: worker thread)."""
         from .. import ChatHistory, NanoLLM
         model = NanoLLM.from_pretrained(
-            config.model, api=config.api, quantization=config.quantization or None,
-            max_context_len=config.max_context_len or None, **backend_options(config))
+            config.model, api=config.library_api(), quantization=config.quantization or None,
+            max_context_len=config.max_context_len or None, **config.backend_options())
         try:
             # the functions' docs join the system prompt (the model learns what it may call)
             history = ChatHistory(model, chat_template=config.chat_template or None,
                                   system_prompt=config.system_prompt or None,
-                                  wrap_tokens=config.wrap_tokens or None,
                                   tools=list(functions) if functions else None)
+            session = cls(model, history, frames, functions)
+            problem = session.room_problem(config.system_prompt, 0, config.reply_prefix)
+            if problem:
+                raise ValueError(problem)
+            session.set_wrap_tokens(config.wrap_tokens)
         except BaseException:
             model.close()
             raise
-        return cls(model, history, frames, functions)
+        return session
+
+    def encoder_side(self) -> int:
+        """Return the largest side (px) the model's image encoder works at; 0 when unknown."""
+        processor = getattr(getattr(self.model.backend, 'vision', None), 'image_processor', None)
+        if processor is None:
+            return 0
+        sides = []
+        for size in (getattr(processor, 'size', None), getattr(processor, 'crop_size', None)):
+            for key in ('shortest_edge', 'height', 'width'):
+                value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+                if isinstance(value, int):
+                    sides.append(value)
+        for pinpoint in getattr(processor, 'image_grid_pinpoints', None) or ():
+            sides.extend(int(v) for v in pinpoint)
+        return max(sides, default=0)
 
     def close(self) -> None:
         """Free the model (and with it the chat's KV cache)."""
@@ -157,10 +172,65 @@ class ChatSession:
         with self.history.lock:
             self.history.system_prompt = text or self.history.template.system_prompt
 
-    def set_wrap_tokens(self, wrap_tokens: int) -> None:
-        """Keep about ``wrap_tokens`` newest tokens when the chat overflows (0: half of it)."""
+    def set_wrap_tokens(self, wrap_tokens: int) -> int:
+        """
+        Keep about ``wrap_tokens`` newest tokens when the chat overflows (0: half of it).
+
+        Clamped to what fits beside the system prompt (a larger value could never wrap:
+        every prompt would be refused); returns the value used.
+        """
         with self.history.lock:
-            self.history.wrap_tokens = wrap_tokens or self.history.max_tokens // 2
+            room = self._wrap_room(self._system_tokens(self.history.system_prompt or ''))
+            wrap = min(wrap_tokens or self.history.max_tokens // 2, room)
+            self.history.wrap_tokens = max(wrap, 1)
+            return self.history.wrap_tokens
+
+    def _system_tokens(self, system_prompt: str) -> int:
+        # the system message as the chat renders it: the prompt plus the functions' docs
+        history = self.history
+        text = system_prompt or history.template.system_prompt or ''
+        if self.functions:
+            from ..functions.registry import BotFunctions
+            text += '\n' + BotFunctions.generate_docs(functions=self.functions)
+        return len(self.model.tokenize(text)) + TEMPLATE_MARGIN if text else 0
+
+    def _wrap_room(self, system_tokens: int) -> int:
+        return self.history.max_tokens - system_tokens
+
+    def room_problem(self, system_prompt: Optional[str] = None, wrap_tokens: Optional[int] = None,
+                     reply_prefix: Optional[str] = None) -> str:
+        """
+        Return why these settings leave no room for the chat, or '' when they fit.
+
+        ``None`` keeps the current value. The chat holds at most ``history.max_tokens``
+        (the context minus the room kept for the reply): the system prompt may take at most
+        3/4 of it, ``wrap_tokens`` (0: automatic) must fit beside the system prompt, and
+        ``reply_prefix`` must take at most half the room kept for the reply.
+        """
+        history = self.history
+        limit, context = history.max_tokens, int(self.model.config.max_context_len)
+        with history.lock:
+            prompt = history.system_prompt if system_prompt is None else system_prompt
+            system = self._system_tokens(prompt or '')
+            most = limit - limit // MIN_CHAT_SHARE
+            where = (f'the chat holds at most {limit} tokens (context {context} minus '
+                     f'{context - limit} kept for the reply)')
+            if system > most:
+                return (f"system_prompt takes {system} tokens (with the functions' docs and "
+                        f'template), which leaves too little room for the chat: {where}; keep '
+                        f'it under {most - TEMPLATE_MARGIN} tokens')
+            if wrap_tokens and wrap_tokens > limit - system:
+                return (f'wrap_tokens={wrap_tokens} cannot be kept when the chat wraps: {where} '
+                        f'and the system prompt takes {system}; use at most '
+                        f'{limit - system} (or 0 for half the chat)')
+            if reply_prefix:
+                tokens = len(self.model.tokenize(reply_prefix))
+                room = (context - limit) // 2
+                if tokens > room:
+                    return (f'reply_prefix takes {tokens} tokens, more than half the '
+                            f'{context - limit} tokens kept for the reply (context {context}); '
+                            f'keep it under {room} tokens')
+        return ''
 
     def start_turn(self, prompt: Prompt, config: NodeConfig) -> Tuple[Any, int]:
         """
@@ -184,6 +254,7 @@ class ChatSession:
                 history.append('user', prompt.text)
                 added += 1
                 inputs, _ = history.embed_chat()
+                self._check_prefix_fits(len(inputs), config.reply_prefix)
                 # calls in the reply run as it streams; results use the chat's template
                 reply = self.model.generate(
                     inputs, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
@@ -198,6 +269,16 @@ class ChatSession:
             if frame is not None:
                 self.frames.consume(frame)
         return reply, added
+
+    def _check_prefix_fits(self, new_tokens: int, reply_prefix: str) -> None:
+        # the prefix is part of the reply: it must fit the context after the prompt
+        if not reply_prefix:
+            return
+        context = int(self.model.config.max_context_len)
+        prefix = len(self.model.tokenize(reply_prefix))
+        if len(self.history.kv_cache) + new_tokens + prefix >= context:
+            raise ValueError(f'reply_prefix ({prefix} tokens) does not fit after the chat in '
+                             f'the context of {context} tokens; shorten reply_prefix')
 
     def finish_turn(self, reply: Any, added: int) -> None:
         """
@@ -226,10 +307,12 @@ class ChatWorker:
     """
 
     def __init__(self, sink: Sink, config: Callable[[], NodeConfig], logger: Any,
-                 name: str = 'nano_llm.worker'):
+                 turn_ids: Optional[Iterator[int]] = None, name: str = 'nano_llm.worker'):
         self.sink = sink
         self.logger = logger
         self.session: Optional[ChatSession] = None
+        # turn ids come from the node: they keep increasing across cleanup and configure
+        self._turn_ids = turn_ids if turn_ids is not None else itertools.count(1)
         self.turn_id = 0
         self.last_setup_s = float('nan')  # prompt arrival -> generation started, last turn
         self._config = config
@@ -408,8 +491,7 @@ class ChatWorker:
         reply, added = session.start_turn(prompt, self._config())
         self.last_setup_s = time.monotonic() - prompt.received
         with self._cond:
-            self.turn_id += 1
-            turn_id = self.turn_id
+            self.turn_id = turn_id = next(self._turn_ids)
             self._reply = reply
             if self._stop_turn:
                 reply.stop()

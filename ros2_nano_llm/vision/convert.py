@@ -23,7 +23,7 @@ accepts rosbags' message classes. Every unreadable input raises ``ValueError``.
 import io
 import os
 import sys
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 import urllib.error
 import urllib.request
 
@@ -89,6 +89,62 @@ def to_rgb_array(image: Any, channels: str = 'rgb') -> np.ndarray:
     raise ValueError(
         f'unsupported image type {type(image).__name__}: pass a numpy array, torch tensor, '
         'PIL image, file path, URL, or sensor_msgs/Image or CompressedImage')
+
+
+def declared_size(image: Any) -> Optional[Tuple[int, int]]:
+    """
+    Return ``(width, height)`` of an image as it declares it, without decoding its pixels.
+
+    ROS ``Image`` messages by their fields, encoded bytes and ``CompressedImage`` by their
+    header (read by PIL), arrays by their shape. None when it cannot be told cheaply.
+    """
+    if _is_ros_image(image):
+        return int(image.width), int(image.height)
+    if isinstance(image, PILImage.Image):
+        return image.size
+    if isinstance(image, np.ndarray) and image.ndim in (2, 3, 4):
+        height, width = _array_hw(tuple(int(s) for s in image.shape), chw_first=False)
+        return int(width), int(height)
+    data = None
+    if _is_ros_compressed(image):
+        data = _msg_bytes(image).tobytes()
+        if 'compresseddepth' in str(image.format or '').lower().replace(' ', ''):
+            data = data[12:]
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    if not data:
+        return None
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:  # reads the header only
+            return img.size
+    except PILImage.DecompressionBombError as err:
+        raise ValueError(f'the image declares a size PIL refuses to decode ({err})') from err
+    except Exception:  # noqa: B902 - not readable: decoding says why later
+        return None
+
+
+def check_frame_size(image: Any, max_size: int) -> None:
+    """Raise ValueError when ``image`` declares a width or height above ``max_size`` pixels."""
+    size = declared_size(image)
+    if size is not None and max(size) > max_size:
+        raise ValueError(f'the frame is {size[0]}x{size[1]} pixels, larger than '
+                         f'max_image_size={max_size} per side; send smaller frames (or raise '
+                         'max_image_size)')
+
+
+def shrink_to(rgb: np.ndarray, side: int) -> np.ndarray:
+    """
+    Scale an (H, W, 3) array down so that its shorter side is ``side`` pixels.
+
+    Returned as is when it is that small already (or ``side`` is 0). The aspect ratio is
+    kept; image processors resize by the shorter side, so nothing they use is lost.
+    """
+    height, width = rgb.shape[:2]
+    if side <= 0 or min(height, width) <= side:
+        return rgb
+    scale = side / min(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(PILImage.fromarray(rgb).resize(size, PILImage.Resampling.BICUBIC))
 
 
 def is_image(obj: Any) -> bool:

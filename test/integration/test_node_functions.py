@@ -43,7 +43,8 @@ EMPTY_YAML = REPO_ROOT / 'test' / 'config' / 'functions_empty.yaml'
 ROBOT = '/test_robot'
 SLOW_S = 5.0      # how long the slow service sleeps before it answers
 TIMEOUT_S = 1.0   # slow_action's timeout in functions_test.yaml
-NAMES = ['TIME', 'set_headlights', 'move_forward', 'slow_action']
+NAMES = ['TIME', 'set_headlights', 'move_forward', 'slow_action', 'one_second', 'long_action']
+ONE_S = 1.0      # how long one_second's service takes (its timeout is 8 s)
 
 
 class Robot:
@@ -54,6 +55,7 @@ class Robot:
         rclpy.init(context=self.context)
         self.node = rclpy.create_node('test_robot', context=self.context)
         self.requests = []  # (time.monotonic(), action, request)
+        self.answered = []  # (time.monotonic(), action) when a slow service answered
         self._cond = threading.Condition()
         group = ReentrantCallbackGroup()
         self.node.create_service(SetBool, f'{ROBOT}/set_headlights', self._set_headlights,
@@ -62,7 +64,11 @@ class Robot:
                                  callback_group=group)
         self.node.create_service(Trigger, f'{ROBOT}/slow_action', self._slow_action,
                                  callback_group=group)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.node.create_service(Trigger, f'{ROBOT}/one_second', self._one_second,
+                                 callback_group=group)
+        self.node.create_service(Trigger, f'{ROBOT}/long_action', self._long_action,
+                                 callback_group=group)
+        self.executor = MultiThreadedExecutor(num_threads=10, context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
@@ -94,6 +100,22 @@ class Robot:
         self._record('slow_action', request)
         time.sleep(SLOW_S)
         response.success, response.message = True, 'too late'
+        return response
+
+    def _one_second(self, request, response):
+        self._record('one_second', request)
+        time.sleep(ONE_S)
+        response.success, response.message = True, 'done after 1 s'
+        with self._cond:
+            self.answered.append((time.monotonic(), 'one_second'))
+        return response
+
+    def _long_action(self, request, response):
+        self._record('long_action', request)
+        time.sleep(SLOW_S)
+        response.success, response.message = True, 'long action done'
+        with self._cond:
+            self.answered.append((time.monotonic(), 'long_action'))
         return response
 
     def count(self) -> int:
@@ -180,7 +202,8 @@ def test_list_functions_shows_the_docs_the_model_sees(node):
     assert role == 'system' and response.docs in system
     process.wait_for_log(r"robot actions from '.*functions_test.yaml': set_headlights -> "
                          r'/test_robot/set_headlights, move_forward -> /test_robot/move_forward')
-    process.wait_for_log(r'functions TIME, set_headlights, move_forward, slow_action')
+    process.wait_for_log(r'functions TIME, set_headlights, move_forward, slow_action, '
+                         r'one_second, long_action')
 
 
 def test_call_function_runs_each_robot_action(node, robot):
@@ -261,6 +284,53 @@ def test_slow_service_gives_an_error_text_quickly_and_the_node_stays_up(node, ro
     _, reply = client.ask('Are you there?')
     assert reply and client.state() == 'active'
     assert not grep(process, 'Traceback')
+
+
+def test_concurrent_robot_actions_never_block_the_executor(node, robot):
+    """Issue 11 item 3: four calls of a 1 s action at once all succeed; services answer."""
+    process, client = node
+    mark = robot.count()
+    results = [None] * 4
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+        i, call_function(client, 'one_second', timeout=30.0))) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    with robot._cond:
+        assert robot._cond.wait_for(lambda: robot.count() >= mark + 4, 10.0), robot.since(mark)
+    # answered while the four calls wait for the robot (before any of them got its answer)
+    assert client.call('get_history', timeout=5.0).success
+    history_at = time.monotonic()
+    for thread in threads:
+        thread.join(30.0)
+    assert [r[:2] for r in results] == [(True, 'success: true, message: "done after 1 s"')] * 4
+    answered = [when for when, action in robot.answered if action == 'one_second']
+    assert len(answered) >= 4 and history_at < min(answered[-4:])
+    assert not grep(process, 'did not answer within 8 s')
+
+
+def test_stop_interrupts_a_running_robot_action_and_the_model_is_told(node, robot):
+    """Issue 11 item 8: ~/stop ends the wait for a 5 s action at once."""
+    process, client = node
+    assert all(r.successful for r in client.set_params(reply_prefix='long_action()'))
+    mark, robot_mark = client.mark(), robot.count()
+    client.publish('Take your time.')
+    (_, action, _), = robot.wait(robot_mark)
+    assert action == 'long_action'
+    response = client.call('stop', timeout=30.0)
+    stopped_at = time.monotonic()
+    assert response.success and '1 robot action call(s) interrupted' in response.message
+    turn, = client.wait_turn_end(mark['turn'], timeout=30.0)
+    reply = client.wait_replies(mark['replies'])[0]
+    assert 'long_action() -> error: long_action: interrupted by ~/stop' in reply, reply
+    assert client.history_texts()[-1] == ('bot', 'text', reply)  # the model sees it next turn
+    with robot._cond:  # the robot answers later; by then the node had moved on
+        assert robot._cond.wait_for(
+            lambda: any(a == 'long_action' for _, a in robot.answered), SLOW_S + 5.0)
+        answered = [when for when, a in robot.answered if a == 'long_action'][-1]
+    assert stopped_at < answered and turn.eos_at < answered
+    assert all(r.successful for r in client.set_params(reply_prefix=''))
+    _, reply = client.ask('Still there?')
+    assert reply and client.state() == 'active'
 
 
 def test_functions_reload_on_configure_and_bad_files_fail_configure(node, robot, tmp_path):

@@ -16,7 +16,8 @@ The nano_llm node's lifecycle, driven through its standard ~/change_state and ~/
 
 One node process walks the whole state machine in order: a configure that fails on a bad
 model path (FAILURE, the reason logged, the node still up), configure again after fixing the
-parameter, activate, deactivate (quiet, chat kept), activate again, cleanup and shutdown.
+parameter, activate, deactivate (quiet, chat kept), activate again, cleanup, configure
+again (turn ids go on increasing) and shutdown, after which the process exits with code 0.
 """
 
 from node_harness import grep, start_node, stop_node
@@ -67,7 +68,7 @@ def test_lifecycle_in_order(unconfigured, tiny_model_dir):
     assert client.transition('activate') is True
     assert client.state() == 'active'
     client.wait_connected()
-    _, reply = client.ask('Hello, lifecycle.')
+    first_turn, reply = client.ask('Hello, lifecycle.')
     chat = client.history_texts()
     assert chat[-2:] == [('user', 'text', 'Hello, lifecycle.'), ('bot', 'text', reply)]
 
@@ -95,11 +96,21 @@ def test_lifecycle_in_order(unconfigured, tiny_model_dir):
                                    after=mark['diagnostics'])
     assert diag['cache_tokens'] == '0' and diag['chat_entries'] == '0'
 
-    # configure works again from here (the model loads anew), then shutdown from inactive
+    # configure works again from here (the model loads anew); turn ids go on increasing,
+    # so clients keyed on them never mistake a new reply for an old one (issue 11 item 9)
     assert client.transition('configure') is True
+    assert client.transition('activate') is True
+    client.wait_connected()
+    turn, _ = client.ask('A new chat.')
+    assert turn.turn_id > first_turn.turn_id + 1, (turn.turn_id, first_turn.turn_id)
+    assert client.transition('deactivate') is True
+
+    # shutdown from inactive: finalized, then the process exits by itself with code 0
+    # (issue 12 item 4), so launch's exit handling sees it
     assert client.transition('inactive_shutdown') is True
-    assert client.state() == 'finalized'
+    assert process.process.wait(30.0) == 0
     process.wait_for_log('shut down')
-    assert process.alive
     assert not grep(process, 'Traceback')
-    assert process.stop() == 0
+    # no progress bars in the log (issue 12 item 9): two configures loaded a model
+    assert len(grep(process, r'configured: ')) == 2
+    assert not grep(process, r'\d+%\|'), grep(process, r'\d+%\|')

@@ -176,3 +176,28 @@ def test_bad_frame_is_logged_and_dropped(node, kind):
     assert client.history_texts() == before + [('user', 'text', 'Did an image come?'),
                                                ('bot', 'text', reply)]
     assert not grep(process, 'Traceback', log_start)
+
+
+def test_a_large_frame_is_kept_at_the_size_the_encoder_uses(node):
+    """Issue 11 item 7: frames are scaled down before they are kept (not held in full)."""
+    process, client, log_start = node
+    client.publish_image(_image(6, 200, 300))  # the tiny LLaVA works at 32 px (64 kept)
+    _deliver()
+    _, reply = client.ask('What is this?')
+    assert client.history_texts()[1:] == [('user', 'image', '<image 96x64>'),
+                                          ('user', 'text', 'What is this?'),
+                                          ('bot', 'text', reply)]
+
+
+def test_a_frame_above_max_image_size_is_dropped_before_decoding(node):
+    process, client, log_start = node
+    assert client.set_params(max_image_size=100)[0].successful
+    try:
+        client.publish_image(_image(7, 48, 120))
+        process.wait_for_log(r'Image frame dropped: the frame is 120x48 pixels, larger than '
+                             r'max_image_size=100 per side', start=log_start)
+        _, reply = client.ask('Anything?')
+        assert client.history_texts()[1:] == [('user', 'text', 'Anything?'),
+                                              ('bot', 'text', reply)]
+    finally:
+        assert client.set_params(max_image_size=4096)[0].successful

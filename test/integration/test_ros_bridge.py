@@ -33,10 +33,9 @@ from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from ros2_nano_llm.functions import (BotFunctions, CallDetector, execute,  # noqa: E402
                                      parse_json_call)
-from ros2_nano_llm.functions.ros_bridge import (ActionArg, build_request,  # noqa: E402
-                                                check_action_type, load_actions,
-                                                parse_actions, RobotAction,
-                                                RosServiceFunctions)
+from ros2_nano_llm.ros.ros_bridge import (ActionArg, build_request,  # noqa: E402
+                                          check_action_type, load_actions, parse_actions,
+                                          RobotAction, RosServiceFunctions)
 from std_msgs.msg import Float64, Int8  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
@@ -116,23 +115,25 @@ def ros():
 
 @pytest.fixture
 def bridge(ros):
-    """Bridge the test actions into the registry for one test."""
+    """Bridge the test actions for one test (its own records; no registry is touched)."""
     node, robot = ros
     robot.requests.clear()
+    before = BotFunctions.names(all=True)
     bridge = RosServiceFunctions(node, ACTIONS, ReentrantCallbackGroup())
     yield bridge
     bridge.destroy()
+    assert BotFunctions.names(all=True) == before
 
 
-def run_text(text):
+def run_text(text, functions):
     """Detect the calls in model output and execute them as the generation loop does."""
-    functions = BotFunctions()
     return [execute(call, functions) for call in CallDetector(functions).feed(text, final=True)]
 
 
 def test_setbool_from_python_style_calls(bridge, ros):
     _, robot = ros
-    results = run_text('Sure! set_headlights(on=True) and later set_headlights(False).')
+    results = run_text('Sure! set_headlights(on=True) and later set_headlights(False).',
+                       bridge.functions)
     assert results == ['success: true, message: "headlights on"',
                        'success: true, message: "headlights off"']
     assert robot.requests == [('set_headlights', True), ('set_headlights', False)]
@@ -140,17 +141,18 @@ def test_setbool_from_python_style_calls(bridge, ros):
 
 def test_trigger_from_template_call(bridge, ros):
     _, robot = ros
-    results = run_text('<tool_call>\n{"name": "stop", "arguments": {}}\n</tool_call>')
+    results = run_text('<tool_call>\n{"name": "stop", "arguments": {}}\n</tool_call>',
+                       bridge.functions)
     assert results == ['success: true, message: "stopped"']
     assert robot.requests == [('stop', None)]
     # the node's ~/call_function path
-    assert execute(parse_json_call('set_headlights', '{"on": true}'), BotFunctions()) == (
+    assert execute(parse_json_call('set_headlights', '{"on": true}'), bridge.functions) == (
         'success: true, message: "headlights on"')
 
 
 def test_bad_arguments_never_reach_the_service(bridge, ros):
     _, robot = ros
-    results = run_text('set_headlights(on="yes") set_headlights() stop(1)')
+    results = run_text('set_headlights(on="yes") set_headlights() stop(1)', bridge.functions)
     assert all(r.startswith('error: bad arguments for ') for r in results), results
     assert "argument 'on' must be bool" in results[0]
     assert robot.requests == []
@@ -159,38 +161,41 @@ def test_bad_arguments_never_reach_the_service(bridge, ros):
 
 def test_server_too_slow_gives_error_quickly(bridge, ros):
     start = time.monotonic()
-    [result] = run_text('slow_action()')
+    [result] = run_text('slow_action()', bridge.functions)
     elapsed = time.monotonic() - start
     assert result == ("error: slow_action: service '" + PREFIX + "/slow' did not answer "
                       'within 0.4 s')
     assert elapsed < SLOW_SERVER_S  # the bridge gave up without waiting for the answer
     # the bridge still works after a timeout
-    assert run_text('stop()') == ['success: true, message: "stopped"']
+    assert run_text('stop()', bridge.functions) == ['success: true, message: "stopped"']
 
 
 def test_missing_service_gives_error_quickly(bridge):
     start = time.monotonic()
-    [result] = run_text('missing_action()')
+    [result] = run_text('missing_action()', bridge.functions)
     assert result == (f"error: missing_action: service '{PREFIX}/missing' is not available "
                       '(waited 0.5 s)')
     assert time.monotonic() - start < 5.0  # not hanging on the missing service
 
 
-def test_registration_docs_and_unregister(ros):
+def test_records_docs_and_an_optional_registry(ros):
     node, robot = ros
     robot.requests.clear()
+    before = BotFunctions.names(all=True)
     bridge = RosServiceFunctions(node, ACTIONS[:2])
-    record = BotFunctions.find('set_headlights')
+    record = BotFunctions.find('set_headlights', bridge.functions)
     assert record.source == 'ros' and not record.testable and record.timeout == 6.0
+    assert BotFunctions.names(all=True) == before  # the bridge wrote into no registry
     docs = BotFunctions.generate_docs(functions=bridge.functions)
     assert '* set_headlights(on: bool) - Turn the headlights on or off. (on: true for on)' in docs
     assert '* stop() - Stop all motion.' in docs
     schema = record.schema
     assert schema['properties'] == {'on': {'type': 'boolean', 'description': 'true for on'}}
+    # a library user may put them into a registry; a newer bridge replaces them there
+    bridge.register(BotFunctions)
     BotFunctions.test()                          # must not call the robot
     assert robot.requests == []
-    # a new bridge replaces an old one's functions; the old one then leaves them alone
-    second = RosServiceFunctions(node, ACTIONS[:1])
+    second = RosServiceFunctions(node, ACTIONS[:1], registry=BotFunctions)
     bridge.destroy()
     assert BotFunctions.find('set_headlights') is second.functions[0]
     assert BotFunctions.find('stop') is None
@@ -199,12 +204,30 @@ def test_registration_docs_and_unregister(ros):
     assert bridge.call('stop') == 'error: stop: the robot action bridge was shut down'
 
 
+def test_interrupt_ends_a_waiting_call_at_once(bridge, ros):
+    _, robot = ros
+    results = []
+    thread = threading.Thread(
+        target=lambda: results.extend(run_text('slow_action()', bridge.functions)))
+    started = time.monotonic()
+    thread.start()
+    while not robot.requests:
+        assert time.monotonic() - started < 5.0, 'the slow service got no request'
+        time.sleep(0.01)
+    assert bridge.interrupt('interrupted by the test') == 1
+    thread.join(2.0)
+    assert not thread.is_alive() and time.monotonic() - started < 0.4 + 1.0
+    assert results == ['error: slow_action: interrupted by the test']
+    assert bridge.interrupt() == 0  # nothing waits any more
+    assert run_text('stop()', bridge.functions) == ['success: true, message: "stopped"']
+
+
 def test_name_clash_with_a_python_function(ros):
     node, _ = ros
     BotFunctions.load(test=False)
     clash = dict(ACTIONS[1], name='DATE')
     with pytest.raises(ValueError, match="robot action 'DATE' has the same name"):
-        RosServiceFunctions(node, [clash])
+        RosServiceFunctions(node, [clash], registry=BotFunctions)
     assert BotFunctions.find('DATE').source == 'python'
 
 
@@ -217,7 +240,8 @@ def test_example_config_loads_and_bridges(ros):
     bridge = RosServiceFunctions.from_yaml(node, CONFIG)
     try:
         assert sorted(f.name for f in bridge.functions) == sorted(a.name for a in actions)
-        assert BotFunctions.find('set_headlights').signature_text() == 'set_headlights(on: bool)'
+        assert BotFunctions.find('set_headlights', bridge.functions).signature_text() == \
+            'set_headlights(on: bool)'
     finally:
         bridge.destroy()
 

@@ -368,3 +368,36 @@ def test_supported_encodings_listed():
     for name in ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', '16UC1', 'yuv422',
                  'yuv422_yuy2', 'bayer_rggb8'):
         assert name in SUPPORTED_ENCODINGS
+
+
+# ---------------------------------------------------------------- size bounds (issue 11 item 7)
+
+
+def test_declared_size_reads_headers_without_decoding():
+    from ros2_nano_llm.vision.convert import declared_size
+    msg = sensor_msgs.Image(width=100000, height=7, encoding='rgb8', step=300000)
+    assert declared_size(msg) == (100000, 7)  # no data at all: only the fields are read
+    out = io.BytesIO()
+    Image.new('RGB', (640, 20)).save(out, format='PNG')
+    data = out.getvalue()
+    assert declared_size(data) == (640, 20)
+    assert declared_size(sensor_msgs.CompressedImage(format='png', data=data)) == (640, 20)
+    assert declared_size(np.zeros((5, 9, 3), np.uint8)) == (9, 5)
+    assert declared_size(b'not an image') is None
+
+
+def test_check_frame_size_refuses_a_frame_larger_than_the_bound():
+    from ros2_nano_llm.vision.convert import check_frame_size
+    msg = sensor_msgs.Image(width=8000, height=8000, encoding='rgb8', step=24000)
+    with pytest.raises(ValueError, match='the frame is 8000x8000 pixels, larger than '
+                                         'max_image_size=4096 per side'):
+        check_frame_size(msg, 4096)
+    check_frame_size(sensor_msgs.Image(width=4096, height=10, encoding='rgb8'), 4096)
+
+
+def test_shrink_to_scales_the_shorter_side_and_keeps_the_aspect():
+    from ros2_nano_llm.vision.convert import shrink_to
+    rgb = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    small = shrink_to(rgb, 64)
+    assert small.shape == (64, 96, 3) and small.dtype == np.uint8
+    assert shrink_to(rgb, 200) is rgb and shrink_to(rgb, 0) is rgb

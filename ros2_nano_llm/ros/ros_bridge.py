@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Robot actions: bot functions that call ROS 2 services (the only rclpy user here).
+Robot actions: bot functions that call ROS 2 services (drives rclpy: it lives in ``ros/``).
 
 The actions come from a YAML list (``config/functions.yaml``)::
 
@@ -30,13 +30,16 @@ each argument fills the request field of its name (or ``field``), which must be 
 and keeps it for its configured life::
 
     bridge = RosServiceFunctions(node, load_actions(path), ReentrantCallbackGroup())
-    ...                       # the model may now call set_headlights(on=True)
-    bridge.destroy()          # unregisters the functions and destroys the clients
+    model.generate(..., functions=bridge.functions)   # set_headlights(on=True) runs
+    bridge.interrupt()        # ~/stop: every waiting call returns 'error: ...: interrupted'
+    bridge.destroy()          # destroys the clients
 
-A call is made from the node's generation worker thread, never from an executor
+The bridge keeps its own ``BotFunction`` records; no process-wide registry is written
+unless one is passed (``registry=``). A call is made from a plain thread (the model's
+generation thread, or a helper thread of ``~/call_function``), never from an executor
 callback: it sends the request with ``call_async`` and waits on the future's
 done-callback (an event), bounded by the action's timeout, while the node's executor
-spins in its own thread and delivers the response. The result goes back to the model as
+spins in its own threads and delivers the response. The result goes back to the model as
 text such as ``success: true, message: "moved 1.0 m"``; an unavailable service, a
 timeout or a bad argument give an ``error: ...`` text, never an exception.
 """
@@ -53,7 +56,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import yaml
 
-from .registry import BotFunction, BotFunctions
+from ..functions.registry import BotFunction
 
 ARG_TYPES = {'bool': bool, 'int': int, 'float': float, 'str': str}
 DEFAULT_TIMEOUT = 5.0
@@ -308,12 +311,14 @@ class RosServiceFunctions:
     ``node`` is the rclpy node that owns the clients (it must be spun by an executor in
     another thread); ``callback_group`` is used for the clients (a
     ``ReentrantCallbackGroup`` is a good choice). Each action's type is checked at
-    construction (``ValueError`` on a problem). With ``register=True`` the actions are
-    registered as bot functions right away (see :meth:`register`).
+    construction (``ValueError`` on a problem). The bridge keeps its own ``BotFunction``
+    records (:attr:`functions`): pass them to ``generate(functions=...)`` or
+    ``execute()``. No registry is touched unless one is given (``registry=``, e.g. the
+    library's default ``BotFunctions``), see :meth:`register`.
     """
 
     def __init__(self, node: Any, actions: Sequence[Union[RobotAction, Dict[str, Any]]],
-                 callback_group: Any = None, register: bool = True, enabled: bool = True):
+                 callback_group: Any = None, registry: Any = None, enabled: bool = True):
         actions = [a if isinstance(a, RobotAction) else parse_actions([a])[0] for a in actions]
         names = [a.name for a in actions]
         if len(set(names)) != len(names):
@@ -322,7 +327,11 @@ class RosServiceFunctions:
         self.actions: Dict[str, RobotAction] = {a.name: a for a in actions}
         self._types = {a.name: check_action_type(a) for a in actions}
         self._clients: Dict[str, Any] = {}
-        self._functions: Dict[str, BotFunction] = {}
+        self._registry: Any = None
+        self._lock = threading.Lock()
+        self._waiting: Dict[int, List[Any]] = {}  # id -> [done event, interrupt reason]
+        self._functions: Dict[str, BotFunction] = {
+            a.name: self._make_record(a, enabled) for a in actions}
         try:
             for action in actions:
                 self._clients[action.name] = node.create_client(
@@ -331,8 +340,8 @@ class RosServiceFunctions:
             self.destroy()
             raise ValueError(f"robot action '{action.name}': cannot create a client for "
                              f"service '{action.service}': {exc}") from None
-        if register:
-            self.register(enabled=enabled)
+        if registry is not None:
+            self.register(registry)
 
     @classmethod
     def from_yaml(cls, node: Any, path: Union[str, os.PathLike], callback_group: Any = None,
@@ -347,7 +356,7 @@ class RosServiceFunctions:
 
     @property
     def functions(self) -> List[BotFunction]:
-        """Return the registered bot functions of this bridge."""
+        """Return the bot functions of this bridge (one record per action)."""
         return list(self._functions.values())
 
     def call(self, name: str, **values) -> str:
@@ -355,7 +364,8 @@ class RosServiceFunctions:
         Call the service of action ``name`` with argument ``values``; return text.
 
         Blocks the calling thread (never an executor callback) up to the action's
-        timeout. Never raises: problems come back as ``'error: ...'`` text.
+        timeout, or until :meth:`interrupt`. Never raises: problems come back as
+        ``'error: ...'`` text.
         """
         action = self.actions.get(name)
         if action is None:
@@ -368,23 +378,60 @@ class RosServiceFunctions:
         if client is None:
             return f'error: {name}: the robot action bridge was shut down'
         deadline = time.monotonic() + action.timeout
+        waiter = [threading.Event(), '']
+        with self._lock:
+            self._waiting[id(waiter)] = waiter
         try:
-            if not client.service_is_ready() and not client.wait_for_service(
-                    timeout_sec=action.timeout):
+            if not client.service_is_ready() and not self._wait_for_service(
+                    client, waiter, deadline):
+                if waiter[1]:
+                    return f'error: {name}: {waiter[1]}'
                 return (f"error: {name}: service '{action.service}' is not available "
                         f'(waited {action.timeout:g} s)')
-            return self._wait(client, client.call_async(request), action, deadline)
+            return self._wait(client, client.call_async(request), action, deadline, waiter)
         except Exception as exc:  # noqa: B902 - e.g. the context shut down mid-call
             return f'error: {name}: {type(exc).__name__}: {exc}'
+        finally:
+            with self._lock:
+                self._waiting.pop(id(waiter), None)
 
-    def _wait(self, client: Any, future: Any, action: RobotAction, deadline: float) -> str:
-        done = threading.Event()
+    def interrupt(self, reason: str = 'interrupted: the call was stopped before the service '
+                                      'answered') -> int:
+        """
+        End every call that waits for a service now; each returns ``'error: NAME: reason'``.
+
+        The requests already sent are not taken back (a ROS service cannot be cancelled);
+        their late responses are dropped. Returns how many calls were interrupted.
+        """
+        with self._lock:
+            waiters = list(self._waiting.values())
+        for waiter in waiters:
+            waiter[1] = reason
+            waiter[0].set()
+        return len(waiters)
+
+    @staticmethod
+    def _wait_for_service(client: Any, waiter: List[Any], deadline: float) -> bool:
+        # short slices so that interrupt() ends the wait at once
+        while not waiter[1]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if client.wait_for_service(timeout_sec=min(remaining, 0.1)):
+                return True
+        return False
+
+    def _wait(self, client: Any, future: Any, action: RobotAction, deadline: float,
+              waiter: List[Any]) -> str:
+        done = waiter[0]
         future.add_done_callback(lambda _: done.set())
         while not future.done():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if waiter[1] or remaining <= 0:
                 client.remove_pending_request(future)
                 future.cancel()
+                if waiter[1]:
+                    return f'error: {action.name}: {waiter[1]}'
                 return (f"error: {action.name}: service '{action.service}' did not answer "
                         f'within {action.timeout:g} s')
             done.wait(min(remaining, 0.05))  # the short poll also covers a missed callback
@@ -395,7 +442,7 @@ class RosServiceFunctions:
             return f'error: {action.name}: {type(exc).__name__}: {exc}'
         return response_to_text(future.result())
 
-    def _make_function(self, action: RobotAction):
+    def _make_record(self, action: RobotAction, enabled: bool) -> BotFunction:
         params = [inspect.Parameter(a.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                     annotation=ARG_TYPES[a.type]) for a in action.args]
         signature = inspect.Signature(params, return_annotation=str)
@@ -407,38 +454,45 @@ class RosServiceFunctions:
         robot_action.__name__ = action.name
         robot_action.__doc__ = action.description
         robot_action.__signature__ = signature
-        return robot_action, signature
+        # never run by a registry's test() (testable=False): it moves the robot
+        return BotFunction(name=action.name, func=robot_action, docs=action.description,
+                           enabled=enabled, signature=signature,
+                           arg_docs={a.name: a.description for a in action.args},
+                           testable=False, timeout=action.timeout + 1.0, source='ros')
 
-    def register(self, enabled: bool = True) -> List[BotFunction]:
+    def register(self, registry: Any) -> List[BotFunction]:
         """
-        Register every action as a bot function (replacing older robot actions).
+        Also register every action in ``registry`` (replacing older robot actions there).
 
-        Robot actions are never run by ``BotFunctions.test()`` (``testable=False``).
-        Raises ``ValueError`` when a name is taken by a function that is not a robot
-        action (rename the action).
+        For library users who call functions through a registry (``BotFunctions``);
+        the node does not. Raises ``ValueError`` when a name is taken by a function that
+        is not a robot action (rename the action).
         """
         for action in self.actions.values():
-            existing = BotFunctions.find(action.name)
+            existing = registry.find(action.name)
             if existing is not None and existing.source != 'ros':
                 raise ValueError(f"robot action '{action.name}' has the same name as the bot "
                                  f'function {existing.name}; rename the action')
-        for action in self.actions.values():
-            func, signature = self._make_function(action)
-            self._functions[action.name] = BotFunctions.register(
-                func, name=action.name, docs=action.description, enabled=enabled,
-                signature=signature, arg_docs={a.name: a.description for a in action.args},
-                testable=False, timeout=action.timeout + 1.0, source='ros')
+        for name, record in self._functions.items():
+            self._functions[name] = registry.register(
+                record.func, name=name, docs=record.docs, enabled=record.enabled,
+                signature=record.signature, arg_docs=dict(record.arg_docs), testable=False,
+                timeout=record.timeout, source='ros')
+        self._registry = registry
         return self.functions
 
     def unregister(self) -> None:
-        """Remove this bridge's functions from the registry (others' are left alone)."""
-        for name, record in list(self._functions.items()):
-            if BotFunctions.find(name) is record:
-                BotFunctions.unregister(name)
-        self._functions.clear()
+        """Remove this bridge's functions from the registry it joined (others' stay)."""
+        registry, self._registry = self._registry, None
+        if registry is None:
+            return
+        for name, record in self._functions.items():
+            if registry.find(name) is record:
+                registry.unregister(name)
 
     def destroy(self) -> None:
-        """Unregister the functions and destroy the service clients."""
+        """Interrupt waiting calls, leave the registry and destroy the service clients."""
+        self.interrupt('the robot action bridge was shut down')
         self.unregister()
         for client in self._clients.values():
             try:

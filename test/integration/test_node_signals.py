@@ -1,0 +1,81 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Start and end of a node's life over real DDS: signals mid-reply, a prompt during activation.
+
+SIGINT (Ctrl-C, what `ros2 launch` sends) or SIGTERM while a reply streams ends the process
+in order: exit code 0 and no ERROR line (issue 11 item 10). A prompt published as soon as
+the prompt subscription is discoverable, while ``activate`` runs, is answered (issue 12
+item 2).
+"""
+
+import signal
+import threading
+import time
+
+from node_harness import grep, start_node, stop_node
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_a_reply_exits_cleanly_without_an_error(tiny_model_dir, tmp_path, sig):
+    process, client = start_node(tmp_path, {'model': tiny_model_dir('llama'),
+                                            'max_new_tokens': 4000})
+    try:
+        mark = client.mark()
+        client.publish('Talk for a long, long while.')
+        deadline = time.monotonic() + 30.0
+        while sum(len(t.pieces) for i, t in client.turns.items() if i > mark['turn']) < 20:
+            assert time.monotonic() < deadline, 'the reply did not stream'
+            time.sleep(0.01)
+        process.process.send_signal(sig)
+        assert process.process.wait(30.0) == 0
+        assert not grep(process, r'ERROR|Traceback|terminate called'), process.log()[-3000:]
+    finally:
+        stop_node(process, client)
+
+
+def test_prompt_published_during_activation_is_answered(tiny_model_dir, tmp_path):
+    process, client = start_node(tmp_path, {'model': tiny_model_dir('llama'), 'max_queue': 100},
+                                 activate=False)
+    try:
+        assert client.transition('configure')
+        sent = []
+
+        def publish_when_discovered():
+            # what a client that waits for a subscriber and then publishes does
+            deadline = time.monotonic() + 30.0
+            while client.text_pub.get_subscription_count() == 0:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.0005)
+            for i in range(20):  # a burst across the rest of the transition
+                client.publish(f'early {i}')
+                sent.append(i)
+                time.sleep(0.002)
+        thread = threading.Thread(target=publish_when_discovered)
+        thread.start()
+        assert client.transition('activate')
+        thread.join(30.0)
+        assert sent, 'the subscription was never discovered'
+        assert not grep(process, r'prompt dropped \(the node is not active\)'), \
+            grep(process, 'prompt dropped')
+        assert not grep(process, 'prompt dropped')
+        client.settle(timeout=120.0)
+        users = [text for role, _, text in client.history_texts() if role == 'user']
+        assert users[0] == 'early 0'
+    finally:
+        stop_node(process, client)
