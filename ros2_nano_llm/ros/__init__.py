@@ -18,4 +18,5 @@ The ROS 2 side of ros2_nano_llm: the only package that imports rclpy.
 - ``params``: the parameter table, declared with descriptors -> a frozen ``NodeConfig``
 - ``interfaces``: topic and service names, QoS, msg <-> chat conversions
 - ``worker``: the node's one worker thread and the chat session it drives (no rclpy)
+- ``persistence``: the chat's ``history_file``: restored at configure, saved after changes
 """

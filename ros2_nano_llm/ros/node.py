@@ -51,6 +51,7 @@ from std_srvs.srv import Trigger
 
 from . import interfaces as ifc
 from . import params
+from . import persistence
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt
 from ..functions import BotFunctions, execute, parse_json_call
 from ..functions.ros_bridge import RosServiceFunctions
@@ -76,6 +77,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._session: Optional[ChatSession] = None
         self._functions: Optional[List[Any]] = None  # the enabled bot functions (records)
         self._bridge: Optional[RosServiceFunctions] = None
+        self._chat_file: Optional[persistence.ChatFile] = None  # history_file, when set
         self._frames = LatestFrame()
         self._pub_tokens: Optional[LifecyclePublisher] = None
         self._pub_stream: Optional[LifecyclePublisher] = None
@@ -131,9 +133,11 @@ class ChatLifecycleNode(LifecycleNode):
                 f'bot functions: {error}', 'functions_file <path> or builtin_functions '
                 "\"['DATE', 'TIME']\"")
         worker = ChatWorker(self, lambda: self._config, log)
+        chat_file = persistence.ChatFile(config.history_file, log) \
+            if config.history_file else None
         try:
-            future = worker.submit_call(
-                lambda: ChatSession.load(config, self._frames, functions))
+            future = worker.submit_call(lambda: persistence.open_session(
+                lambda: ChatSession.load(config, self._frames, functions), chat_file))
             session = future.result(timeout=config.load_timeout)
         except FutureTimeout:
             future.add_done_callback(_close_late_session)
@@ -147,6 +151,8 @@ class ChatLifecycleNode(LifecycleNode):
             return self._configure_failed(f'{type(error).__name__}: {error}')
         worker.session = session
         self._worker, self._session, self._functions = worker, session, functions
+        self._chat_file = chat_file
+        worker.turn_id = chat_file.turn_id if chat_file is not None else 0
         self._pub_tokens = self.create_lifecycle_publisher(
             String, ifc.OUTPUT_TOKENS, ifc.STREAM_QOS)
         self._pub_stream = self.create_lifecycle_publisher(
@@ -246,6 +252,10 @@ class ChatLifecycleNode(LifecycleNode):
             if publisher is not None:
                 setattr(self, name, None)
                 self.destroy_lifecycle_publisher(publisher)
+        if self._chat_file is not None:
+            if not self._chat_file.close(WAIT_S):
+                self.get_logger().warning('the chat was not written to history_file in time')
+            self._chat_file = None
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -383,6 +393,7 @@ class ChatLifecycleNode(LifecycleNode):
             response.success, response.message = False, f'reset failed: {error}'
             self.get_logger().error(response.message)
             return response
+        self._chat_changed()
         notes = ['chat cleared (system prompt kept)']
         if stopped:
             notes.append('the reply in progress was stopped')
@@ -447,6 +458,7 @@ class ChatLifecycleNode(LifecycleNode):
             worker.stop()
             worker.post(lambda: session.set_system_prompt(new.system_prompt),
                         'setting the system prompt')
+            worker.post(self._chat_changed, 'saving the chat')
             self.get_logger().info('system prompt changed: the chat was reset')
         if 'wrap_tokens' in names:
             worker.post(lambda: session.set_wrap_tokens(new.wrap_tokens), 'setting wrap_tokens')
@@ -469,9 +481,16 @@ class ChatLifecycleNode(LifecycleNode):
         stamp = self.get_clock().now().to_msg()
         stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True))
         reply.publish(String(data=text))
+        self._chat_changed(turn_id)  # after the publish: the reply is out first
         if stats is not None:
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
+
+    def _chat_changed(self, turn_id: Optional[int] = None) -> None:
+        # save the chat to history_file (a snapshot here, the write on the file's thread)
+        chat_file, session, worker = self._chat_file, self._session, self._worker
+        if chat_file is not None and session is not None and worker is not None:
+            chat_file.changed(session.history, worker.turn_id if turn_id is None else turn_id)
 
     def publish_diagnostics(self, generating: Optional[bool] = None) -> None:
         """Publish the node's state and the last reply's figures on /diagnostics."""
@@ -502,8 +521,13 @@ class ChatLifecycleNode(LifecycleNode):
             'functions': ', '.join(f.name for f in self._functions or ()),
             'memory_rss_mb': _rss_mb(),
         }
+        chat_file = self._chat_file
+        if chat_file is not None:
+            values.update(chat_file.diagnostics())
         if self._last_error:
             level, message = ifc.DiagnosticStatus.ERROR, self._last_error
+        elif chat_file is not None and chat_file.warning:
+            level, message = ifc.DiagnosticStatus.WARN, chat_file.warning
         elif state == 'active':
             level = ifc.DiagnosticStatus.OK
             message = 'generating' if values['generating'] else 'idle'
