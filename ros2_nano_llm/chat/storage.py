@@ -179,17 +179,12 @@ def read(path: str) -> Dict[str, Any]:
     """
     Read and check a chat file's structure (no model needed); return the document.
 
-    Raises FileNotFoundError when there is no file, HistoryFileError when it is unreadable,
-    empty, not JSON, of another format or version, or malformed.
+    Raises HistoryFileError when the file is empty, not JSON, of another format or version,
+    or malformed; OSError (FileNotFoundError when there is none) when it cannot be read.
     """
     path = os.fspath(path)
-    try:
-        with open(path, 'rb') as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        raise HistoryFileError(path, f'cannot be read: {error.strerror or error}') from error
+    with open(path, 'rb') as handle:  # OSError: not a bad file, a path that cannot be read
+        data = handle.read()
     if not data.strip():
         raise HistoryFileError(path, 'the file is empty')
     try:
@@ -251,7 +246,7 @@ def load(history: Any, path: str) -> Dict[str, Any]:
     The file must be for this model and template and fit the model's context; bot turns
     keep their saved token ids, so the loaded chat renders exactly as it did when saved
     and the next reply continues it as if there had been no restart. On any error the
-    chat is left as it was and HistoryFileError (or FileNotFoundError) says why.
+    chat is left as it was and HistoryFileError (or OSError) says why.
     """
     path = os.fspath(path)
     doc = read(path)
@@ -345,8 +340,8 @@ def restore(history: Any, path: str) -> Restored:
     """
     Load ``path`` into the chat if it exists; a bad file is moved aside and the chat kept.
 
-    Raises OSError only when a bad file cannot be moved aside (then it must not be
-    overwritten either).
+    Raises OSError when the file cannot be read, or is bad and cannot be moved aside (then
+    it must not be overwritten either).
     """
     try:
         extra = load(history, path)

@@ -57,13 +57,14 @@ class ChatFile:
         Load the file into ``history`` (a new chat); set ``turn_id`` to the saved one.
 
         A missing file means a new chat; a bad one is moved aside with the reason logged.
-        Raises OSError when a bad file cannot be moved aside (it is then never overwritten).
+        Raises OSError when the file cannot be read, or is bad and cannot be moved aside (it
+        is then never overwritten).
         """
         try:
             restored = storage.restore(history, self.path)
         except OSError as error:
-            raise OSError(f"history_file '{self.path}' is bad and cannot be moved aside "
-                          f'({error}); fix or remove it') from error
+            raise OSError(f"history_file '{self.path}' cannot be used ({error}); fix the path "
+                          'or the file, or set history_file to another one') from error
         turn_id = restored.extra.get('turn_id', 0)
         self.turn_id = turn_id if isinstance(turn_id, int) and turn_id >= 0 else 0
         if restored.moved_to:

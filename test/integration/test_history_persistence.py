@@ -19,6 +19,7 @@ with SIGKILL while they write.
 """
 
 import json
+import logging
 import os
 import pickle
 import random
@@ -36,6 +37,7 @@ from ros2_nano_llm import ChatHistory, NanoLLM
 from ros2_nano_llm.chat import storage
 from ros2_nano_llm.chat.__main__ import main as chat_main
 from ros2_nano_llm.models.tiny_vision import build_tiny_llava
+from ros2_nano_llm.ros.persistence import ChatFile
 
 pytestmark = [pytest.mark.integration]
 
@@ -268,3 +270,27 @@ def test_terminal_chat_resumes_with_history(tiny_model_dir, tiny_llama, tmp_path
     resumed.load(path)
     expected, _ = chat(tiny_llama, 3)
     assert _entries(resumed)[1:] == _entries(expected)[1:]
+
+
+def test_chat_file_writer_keeps_the_newest_change_and_reports_failures(tiny_llama, tmp_path,
+                                                                       caplog):
+    path = tmp_path / 'node' / 'chat.json'
+    chat_file = ChatFile(str(path), logging.getLogger('test.chat_file'))
+    history, _ = chat(tiny_llama, 3)
+    for turn_id in range(1, 30):  # faster than the disk: only the newest has to be written
+        chat_file.changed(history, turn_id)
+    assert chat_file.flush(30.0)
+    assert storage.read(path)['extra'] == {'turn_id': 29}
+    assert chat_file.warning == '' and chat_file.writes >= 1
+    path.unlink()
+    path.mkdir()  # the next write cannot replace a folder: logged, shown, the chat goes on
+    with caplog.at_level(logging.ERROR, logger='test.chat_file'):
+        chat_file.changed(history, 30)
+        assert chat_file.flush(30.0)
+    assert 'chat not saved' in chat_file.warning and 'chat not saved' in caplog.text
+    path.rmdir()
+    chat_file.changed(history, 31)
+    assert chat_file.close(30.0)  # writes what is pending, then ends its thread
+    assert storage.read(path)['extra'] == {'turn_id': 31} and chat_file.warning == ''
+    chat_file.changed(history, 32)  # after close: ignored
+    assert storage.read(path)['extra'] == {'turn_id': 31}

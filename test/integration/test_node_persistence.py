@@ -158,6 +158,14 @@ def test_bad_files_are_moved_aside_and_a_new_chat_starts(tiny_model_dir, tiny_ll
             client.wait_replies(replies)
             assert _saved_turn(path, 1)['entries'][-2]['text'] == 'Hello again.'
             assert open(moved[0], 'rb').read() == data
+        # a path that cannot be read is no bad file: configure fails, saying why; nothing moves
+        assert client.transition('deactivate') and client.transition('cleanup')
+        assert client.set_params(history_file=str(tmp_path))[0].successful
+        log_start = len(process.log())
+        assert not client.transition('configure')
+        assert grep(process, re.escape(f"history_file '{tmp_path}' cannot be used") +
+                    '.*Is a directory', log_start)
+        assert client.state() == 'unconfigured' and tmp_path.is_dir()
     finally:
         stop_node(process, client)
     assert process.process.returncode == 0
