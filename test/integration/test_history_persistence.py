@@ -294,3 +294,15 @@ def test_chat_file_writer_keeps_the_newest_change_and_reports_failures(tiny_llam
     assert storage.read(path)['extra'] == {'turn_id': 31} and chat_file.warning == ''
     chat_file.changed(history, 32)  # after close: ignored
     assert storage.read(path)['extra'] == {'turn_id': 31}
+
+
+def test_terminal_chat_moves_a_bad_history_aside(tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / 'chat.json'
+    path.write_bytes(b'{"format": "ros2_nano_llm.chat", "version": 1, "entr')
+    assert chat_main(['--model', tiny_model_dir('llama'), '--no-color', '--max-new-tokens',
+                      '4', '--history', str(path), '--prompt', PROMPTS[0]]) == 0
+    out = capsys.readouterr().out
+    assert 'not valid JSON (truncated or corrupt)' in out and 'moved aside to' in out
+    moved, = tmp_path.glob('chat.json.corrupt-*')
+    assert moved.read_bytes().endswith(b'"entr')
+    assert storage.read(path)['entries'][-2]['text'] == PROMPTS[0]
