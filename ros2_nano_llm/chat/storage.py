@@ -193,6 +193,8 @@ def read(path: str) -> Dict[str, Any]:
         raise HistoryFileError(path, f'not UTF-8 text (corrupt): {error}') from error
     except json.JSONDecodeError as error:
         raise HistoryFileError(path, f'not valid JSON (truncated or corrupt): {error}') from error
+    except RecursionError as error:
+        raise HistoryFileError(path, 'not a chat file (JSON nested too deep)') from error
     if not isinstance(doc, dict) or doc.get('format') != FORMAT:
         raise HistoryFileError(path, f"not a chat file (its 'format' is not '{FORMAT}')")
     version = doc.get('version')

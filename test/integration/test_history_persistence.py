@@ -189,6 +189,7 @@ BAD_FILES = {
     'corrupt': (lambda data: b'\x00\xff\xfegarbage{', 'not UTF-8 text|not valid JSON'),
     'truncated': (lambda data: data[:len(data) // 2], r'not valid JSON \(truncated or corrupt\)'),
     'not a chat': (lambda data: b'{"entries": []}', 'not a chat file'),
+    'nested too deep': (lambda data: b'[' * 100000 + b']' * 100000, 'nested too deep'),
     'newer version': (lambda data: _edited(data, version=storage.VERSION + 1),
                       'format version 2; .*update ros2_nano_llm'),
     'other model': (lambda data: _edited(data, model={'name': 'SmolLM2-135M-Instruct'}),
