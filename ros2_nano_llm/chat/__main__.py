@@ -56,6 +56,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--repetition-penalty', type=float, default=1.0, help='1.0 disables it')
     p.add_argument('--wrap-tokens', type=int, default=None,
                    help='tokens kept when the chat overflows the context')
+    p.add_argument('--history', default=None, metavar='FILE',
+                   help='resume the chat saved in FILE and save it there after each turn')
     p.add_argument('--print-stats', action='store_true', help='print speed after each reply')
     p.add_argument('--no-color', action='store_true', help='plain output')
     p.add_argument('--log-level', default='warning', help='python logging level')
@@ -134,6 +136,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, RuntimeError, FileNotFoundError, ImportError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    if args.history:
+        from .storage import restore
+        try:
+            out(restore(history, args.history).note, 'yellow', end='\n')
+        except OSError as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
     scripted = args.prompt is not None
     lines = iter(args.prompt) if scripted else None
     while True:
@@ -157,7 +166,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             continue
         try:
             run_turn(model, history, entry, args, out)
-        except (ValueError, RuntimeError) as error:
+            if args.history:
+                history.save(args.history)
+        except (ValueError, RuntimeError, OSError) as error:
             out(f'error: {error}', 'red', end='\n')
 
 

@@ -399,3 +399,14 @@ class ChatHistory:
             else:
                 out.append(html.escape(part).replace('\n', '<br/>'))
         return ''.join(out)
+
+    # ---- files (chat/storage.py) ---------------------------------------------------------
+    def save(self, path: str, extra: Optional[Dict[str, Any]] = None) -> None:
+        """Save the chat to a JSON file, crash-safely (docs/history-format.md)."""
+        from .storage import save
+        save(self, path, extra)
+
+    def load(self, path: str) -> Dict[str, Any]:
+        """Replace the chat with the one saved in ``path``; return the file's ``extra``."""
+        from .storage import load
+        return load(self, path)

@@ -19,4 +19,5 @@ The ROS 2 side of ros2_nano_llm: the only package that imports rclpy.
 - ``interfaces``: topic and service names, QoS, msg <-> chat conversions
 - ``worker``: the node's one worker thread and the chat session it drives (no rclpy)
 - ``ros_bridge``: robot actions, bot functions that call ROS services
+- ``persistence``: the chat's ``history_file``: restored at configure, saved after changes
 """

@@ -41,7 +41,6 @@ counted on ``/diagnostics`` and logged at most once per ``DROP_LOG_PERIOD_S``.
 
 from concurrent.futures import TimeoutError as FutureTimeout
 import functools
-import itertools
 import os
 import threading
 import time
@@ -60,8 +59,9 @@ from std_srvs.srv import Trigger
 
 from . import interfaces as ifc
 from . import params
+from . import persistence
 from .ros_bridge import RosServiceFunctions
-from .worker import ChatSession, ChatWorker, LatestFrame, Prompt
+from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
 from ..functions import BotFunctions, execute, parse_json_call
 from ..msg import StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
@@ -149,6 +149,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._session: Optional[ChatSession] = None
         self._functions: Optional[List[Any]] = None  # the enabled bot functions (records)
         self._bridge: Optional[RosServiceFunctions] = None
+        self._chat_file: Optional[persistence.ChatFile] = None  # history_file, when set
         self._frames = LatestFrame()
         self._pub_tokens: Optional[LifecyclePublisher] = None
         self._pub_stream: Optional[LifecyclePublisher] = None
@@ -159,7 +160,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._last_error = ''
         self._vision_note_logged = False
         # turn ids keep increasing for the life of the process (clients key replies on them)
-        self._turn_ids = itertools.count(1)
+        self._turn_ids = TurnIds()
         self._turn_id = 0
         self._drops = {'prompts': 0, 'frames': 0}  # for the life of the node
         self._drop_logs: Dict[str, _Throttle] = {}  # one per reason: a flood logs one line
@@ -215,9 +216,11 @@ class ChatLifecycleNode(LifecycleNode):
                 f'bot functions: {error}', 'functions_file <path> or builtin_functions '
                 "\"['DATE', 'TIME']\"")
         worker = ChatWorker(self, lambda: self._config, log, self._turn_ids)
+        chat_file = persistence.ChatFile(config.history_file, log) \
+            if config.history_file else None
         try:
-            future = worker.submit_call(
-                lambda: ChatSession.load(config, self._frames, functions))
+            future = worker.submit_call(lambda: persistence.open_session(
+                lambda: ChatSession.load(config, self._frames, functions), chat_file))
             session = future.result(timeout=config.load_timeout)
         except FutureTimeout:
             future.add_done_callback(_close_late_session)
@@ -231,6 +234,10 @@ class ChatLifecycleNode(LifecycleNode):
             return self._configure_failed(f'{type(error).__name__}: {error}')
         worker.session = session
         self._worker, self._session, self._functions = worker, session, functions
+        self._chat_file = chat_file
+        if chat_file is not None:  # a restored chat goes on after its last saved turn
+            self._turn_ids.skip_past(chat_file.turn_id)
+            worker.turn_id = chat_file.turn_id
         self._pub_tokens = self.create_lifecycle_publisher(
             String, ifc.OUTPUT_TOKENS, ifc.STREAM_QOS)
         self._pub_stream = self.create_lifecycle_publisher(
@@ -341,6 +348,10 @@ class ChatLifecycleNode(LifecycleNode):
             if publisher is not None:
                 setattr(self, name, None)
                 self.destroy_lifecycle_publisher(publisher)
+        if self._chat_file is not None:
+            if not self._chat_file.close(WAIT_S):
+                self.get_logger().warning('the chat was not written to history_file in time')
+            self._chat_file = None
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -558,6 +569,11 @@ class ChatLifecycleNode(LifecycleNode):
                                 'cleared as soon as it does')
             self.get_logger().warning(response.message)
             return response
+        except Exception as error:  # noqa: BLE001 - reported to the caller
+            response.success, response.message = False, f'reset failed: {error}'
+            self.get_logger().error(response.message)
+            return response
+        self._chat_changed()
         notes = ['chat cleared (system prompt kept)']
         if stopped:
             notes.append('the reply in progress was stopped')
@@ -652,6 +668,7 @@ class ChatLifecycleNode(LifecycleNode):
             worker.stop()
             worker.post(lambda: session.set_system_prompt(new.system_prompt),
                         'setting the system prompt')
+            worker.post(self._chat_changed, 'saving the chat')
             self.get_logger().info('system prompt changed: the chat was reset')
         if 'wrap_tokens' in names or 'system_prompt' in names:
             worker.post(lambda: session.set_wrap_tokens(new.wrap_tokens), 'setting wrap_tokens')
@@ -679,6 +696,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._publish(lambda: (
             stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True)),
             reply.publish(String(data=text))))
+        self._chat_changed(turn_id)  # after the publish: the reply is out first
         if stats is not None:
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
@@ -694,6 +712,12 @@ class ChatLifecycleNode(LifecycleNode):
             worker = self._worker
             if worker is not None:
                 worker.stop()
+
+    def _chat_changed(self, turn_id: Optional[int] = None) -> None:
+        # save the chat to history_file (a snapshot here, the write on the file's thread)
+        chat_file, session, worker = self._chat_file, self._session, self._worker
+        if chat_file is not None and session is not None and worker is not None:
+            chat_file.changed(session.history, worker.turn_id if turn_id is None else turn_id)
 
     def publish_diagnostics(self, generating: Optional[bool] = None) -> None:
         """Publish the node's state and the last reply's figures on /diagnostics."""
@@ -729,8 +753,13 @@ class ChatLifecycleNode(LifecycleNode):
             'functions': ', '.join(f.name for f in self._functions or ()),
             'memory_rss_mb': _rss_mb(),
         }
+        chat_file = self._chat_file
+        if chat_file is not None:
+            values.update(chat_file.diagnostics())
         if self._last_error:
             level, message = ifc.DiagnosticStatus.ERROR, self._last_error
+        elif chat_file is not None and chat_file.warning:
+            level, message = ifc.DiagnosticStatus.WARN, chat_file.warning
         elif state == 'active':
             level = ifc.DiagnosticStatus.OK
             message = 'generating' if values['generating'] else 'idle'

@@ -113,6 +113,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
               RELOAD),
     ParamSpec('builtin_functions', (), 'built-in bot functions the model may call, by name '
               "(e.g. ['DATE', 'TIME']); [] for none", RELOAD),
+    ParamSpec('history_file', '', 'JSON file the chat is saved to after every change and '
+              "loaded from at configure (docs/history-format.md); '' keeps it in memory only",
+              RELOAD),
     ParamSpec('system_prompt', '', "system prompt; '' for the template's default. A change "
               'resets the chat; refused when it leaves too little room for the chat', LIVE),
     ParamSpec('reply_prefix', '', 'text every reply starts with (a function call in it runs); '

@@ -24,7 +24,6 @@ its persistent ``ChatHistory``, and knows how one prompt becomes one reply.
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-import itertools
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterator, Optional, Protocol, Tuple
@@ -297,6 +296,27 @@ class ChatSession:
             self.history.pop(added)
 
 
+class TurnIds:
+    """Turn ids that keep increasing for the life of the process (and of a saved chat)."""
+
+    def __init__(self):
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> 'TurnIds':
+        return self
+
+    def __next__(self) -> int:
+        with self._lock:
+            self._last += 1
+            return self._last
+
+    def skip_past(self, turn_id: int) -> None:
+        """Make the next id greater than ``turn_id`` (a restored chat's last turn)."""
+        with self._lock:
+            self._last = max(self._last, int(turn_id))
+
+
 class ChatWorker:
     """
     The node's one worker thread: runs calls and prompts in order, one reply at a time.
@@ -312,7 +332,7 @@ class ChatWorker:
         self.logger = logger
         self.session: Optional[ChatSession] = None
         # turn ids come from the node: they keep increasing across cleanup and configure
-        self._turn_ids = turn_ids if turn_ids is not None else itertools.count(1)
+        self._turn_ids = turn_ids if turn_ids is not None else TurnIds()
         self.turn_id = 0
         self.last_setup_s = float('nan')  # prompt arrival -> generation started, last turn
         self._config = config
