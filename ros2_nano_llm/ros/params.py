@@ -33,6 +33,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
 
+from ..models import auto_api
+
 BUSY_POLICIES = ('queue', 'interrupt', 'drop')
 LIVE, RELOAD, STARTUP = 'live', 'reload', 'startup'
 # api: 'auto' lets the library choose (llama_cpp for a .gguf model where it is installed)
@@ -161,29 +163,21 @@ class _ConfigMethods:
         """Return the keyword arguments of ``NanoLLM.generate()`` that set the sampling."""
         return {name: getattr(self, name) for name in SAMPLING}
 
-    def library_api(self) -> Optional[str]:
-        """Return the ``api`` for ``NanoLLM.from_pretrained`` (None: the library chooses)."""
-        return None if self.api == 'auto' else self.api
+    def library_api(self) -> str:
+        """Return the backend to load: ``api``, or with ``auto`` the fastest installed one."""
+        return auto_api(self.model) if self.api == 'auto' else self.api
 
     def backend_options(self) -> Dict[str, Any]:
         """
-        Return the backend options the parameters set, for ``NanoLLM.from_pretrained``.
+        Return the options of the backend to load that the parameters set.
 
-        With an explicit ``api`` every option of that backend is passed (None where the
-        parameter says 'the backend decides'); with ``api: auto`` only the options set to
-        something, since the library picks the backend.
+        Every option of that backend is passed (None where the parameter says 'the backend
+        decides'), for ``NanoLLM.from_pretrained``.
         """
-        options: Dict[str, Any] = {}
-        for spec in PARAMS:
-            if not spec.backend:
-                continue
-            value = getattr(self, spec.name)
-            if self.api == spec.backend:
-                options[spec.option] = None if value == spec.default and spec.none_default \
-                    else value
-            elif self.api == 'auto' and value != spec.default:
-                options[spec.option] = value
-        return options
+        api = self.library_api()
+        return {spec.option: None if value == spec.default and spec.none_default else value
+                for spec, value in ((spec, getattr(self, spec.name)) for spec in PARAMS)
+                if spec.backend == api}
 
     def updated(self, values: Dict[str, Any]) -> 'NodeConfig':
         """Return a copy with ``values`` (name -> value) changed, checked as a whole."""
