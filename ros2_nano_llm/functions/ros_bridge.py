@@ -49,11 +49,11 @@ import os
 import re
 import threading
 import time
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .registry import BotFunction, BotFunctions
+from .registry import BotFunction, default_registry, FunctionRegistry
 
 ARG_TYPES = {'bool': bool, 'int': int, 'float': float, 'str': str}
 DEFAULT_TIMEOUT = 5.0
@@ -313,7 +313,9 @@ class RosServiceFunctions:
     """
 
     def __init__(self, node: Any, actions: Sequence[Union[RobotAction, Dict[str, Any]]],
-                 callback_group: Any = None, register: bool = True, enabled: bool = True):
+                 callback_group: Any = None, register: bool = True, enabled: bool = True,
+                 registry: Optional[FunctionRegistry] = None):
+        self.registry = registry if registry is not None else default_registry()
         actions = [a if isinstance(a, RobotAction) else parse_actions([a])[0] for a in actions]
         names = [a.name for a in actions]
         if len(set(names)) != len(names):
@@ -413,18 +415,18 @@ class RosServiceFunctions:
         """
         Register every action as a bot function (replacing older robot actions).
 
-        Robot actions are never run by ``BotFunctions.test()`` (``testable=False``).
+        Robot actions are never run by ``FunctionRegistry.test()`` (``testable=False``).
         Raises ``ValueError`` when a name is taken by a function that is not a robot
         action (rename the action).
         """
         for action in self.actions.values():
-            existing = BotFunctions.find(action.name)
+            existing = self.registry.find(action.name)
             if existing is not None and existing.source != 'ros':
                 raise ValueError(f"robot action '{action.name}' has the same name as the bot "
                                  f'function {existing.name}; rename the action')
         for action in self.actions.values():
             func, signature = self._make_function(action)
-            self._functions[action.name] = BotFunctions.register(
+            self._functions[action.name] = self.registry.register(
                 func, name=action.name, docs=action.description, enabled=enabled,
                 signature=signature, arg_docs={a.name: a.description for a in action.args},
                 testable=False, timeout=action.timeout + 1.0, source='ros')
@@ -433,8 +435,8 @@ class RosServiceFunctions:
     def unregister(self) -> None:
         """Remove this bridge's functions from the registry (others' are left alone)."""
         for name, record in list(self._functions.items()):
-            if BotFunctions.find(name) is record:
-                BotFunctions.unregister(name)
+            if self.registry.find(name) is record:
+                self.registry.unregister(name)
         self._functions.clear()
 
     def destroy(self) -> None:

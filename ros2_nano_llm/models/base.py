@@ -115,8 +115,9 @@ class Backend(Protocol):
     name: str
     config: ModelConfig
 
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        """Turn text into token ids (special-token text such as ``<|im_end|>`` is parsed)."""
+    def tokenize(self, text: str, add_special_tokens: bool = False,
+                 special: bool = True) -> List[int]:
+        """Turn text into token ids; control-token text is parsed unless ``special=False``."""
 
     def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Turn token ids into text."""

@@ -81,9 +81,11 @@ class HFBackend:
                  device, dtype, model.config._attn_implementation, path)
         return cls(model, tokenizer, config, vision)
 
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        """Turn text into token ids; special-token text such as ``<|im_end|>`` is parsed."""
-        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+    def tokenize(self, text: str, add_special_tokens: bool = False,
+                 special: bool = True) -> List[int]:
+        """Turn text into token ids; control-token text is parsed unless ``special=False``."""
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens,
+                                     split_special_tokens=not special)
 
     def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Turn token ids into text."""

@@ -155,11 +155,13 @@ class LlamaCppBackend:
         return cls(llm, config)
 
     # ---- text ----------------------------------------------------------------------------
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        """Turn text into token ids; special-token text such as ``<|im_end|>`` is parsed."""
+    def tokenize(self, text: str, add_special_tokens: bool = False,
+                 special: bool = True) -> List[int]:
+        """Turn text into token ids; control-token text is parsed unless ``special=False``."""
         if not text:
             return []
-        return self.llm.tokenize(text.encode('utf-8'), add_bos=add_special_tokens, special=True)
+        return self.llm.tokenize(text.encode('utf-8'), add_bos=add_special_tokens,
+                                 special=special)
 
     def detokenize(self, tokens: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Turn token ids into text (a cut multi-byte character shows as U+FFFD)."""

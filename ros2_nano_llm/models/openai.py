@@ -107,7 +107,8 @@ class TextCompletionBackend:
         self.last_prompt: Optional[str] = None  # the prompt text of the latest request
 
     # ---- text and cache ------------------------------------------------------------------
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> List[int]:
+    def tokenize(self, text: str, add_special_tokens: bool = False,
+                 special: bool = True) -> List[int]:
         """Return local ids of ``text`` (reversible; about one per model token)."""
         return self.vocab.encode(text)
 
