@@ -238,7 +238,7 @@ class FunctionRegistry:
 
     def records(self, functions: Optional[Iterable[Any]] = None) -> List[FunctionRecord]:
         """
-        Look up ``functions`` as records (default: the enabled functions of this registry).
+        Look up ``functions`` as records; by default the enabled functions of this registry.
 
         Items may be records, callables registered as bot functions, or names of
         functions in this registry. Raises ValueError for anything else.
