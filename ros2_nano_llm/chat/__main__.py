@@ -150,20 +150,33 @@ def is_image_path(text: str) -> bool:
 
 class StopOnInterrupt:
     """
-    While active, Ctrl-C (SIGINT) stops the current reply instead of ending the program.
+    While active (one turn), Ctrl-C (SIGINT) stops the reply instead of ending the program.
 
-    The handler only asks the reply to stop; the reply then ends normally, so the chat
-    keeps what was said and goes on. Outside the main thread it does nothing.
+    The handler only asks the reply to stop (at once if it has started, else as soon as it
+    does); the reply then ends normally, so the chat keeps what was said and goes on.
+    Outside the main thread it does nothing.
     """
 
-    def __init__(self, reply):
-        self.reply = reply
+    def __init__(self):
+        self._reply = None
         self.interrupted = False
         self._previous = None
 
+    @property
+    def reply(self):
+        """Return the reply that Ctrl-C stops (None before it starts)."""
+        return self._reply
+
+    @reply.setter
+    def reply(self, reply):
+        self._reply = reply
+        if self.interrupted:
+            reply.stop()
+
     def _handle(self, signum, frame):
         self.interrupted = True
-        self.reply.stop()
+        if self._reply is not None:
+            self._reply.stop()
 
     def __enter__(self):
         try:
@@ -188,36 +201,38 @@ def run_turn(model, history, entry: str, args: argparse.Namespace, out: Printer)
         history.append('user', image=os.path.expanduser(entry))
         out(f'image added: {history[-1].describe()}', 'yellow', end='\n')
         return
-    history.append('user', entry)
-    new, _ = history.embed_chat(wrap_tokens=args.wrap_tokens)
-    reply = model.generate(new, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
-                           max_new_tokens=args.max_new_tokens,
-                           min_new_tokens=args.min_new_tokens, do_sample=args.do_sample,
-                           temperature=args.temperature, top_p=args.top_p,
-                           repetition_penalty=args.repetition_penalty)
-    with StopOnInterrupt(reply) as interrupt:
+    with StopOnInterrupt() as interrupt:
+        history.append('user', entry)
+        new, _ = history.embed_chat(wrap_tokens=args.wrap_tokens)
+        reply = model.generate(new, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
+                               max_new_tokens=args.max_new_tokens,
+                               min_new_tokens=args.min_new_tokens, do_sample=args.do_sample,
+                               temperature=args.temperature, top_p=args.top_p,
+                               repetition_penalty=args.repetition_penalty)
+        interrupt.reply = reply
         if args.disable_streaming:
             out(reply.wait(), args.reply_color)
         else:
             for piece in reply:
                 out(piece, args.reply_color)
         reply.wait()
-    out('', end='\n\n')
-    history.append('bot', reply)
-    if interrupt.interrupted:
-        out('(reply stopped)', 'yellow', end='\n')
-    if not args.disable_stats:
-        s = model.stats
-        out(f"[{s['input_tokens']} in / {s['output_tokens']} out, "
-            f"TTFT {s['time_to_first_token'] * 1000:.0f} ms, "
-            f"prefill {s['prefill_rate']:.0f} tok/s, decode {s['decode_rate']:.1f} tok/s, "
-            f'cache {len(history.kv_cache)} tokens]', 'cyan', end='\n')
+        out('', end='\n\n')
+        history.append('bot', reply)
+        if interrupt.interrupted:
+            out('(reply stopped)', 'yellow', end='\n')
+        if not args.disable_stats:
+            s = model.stats
+            out(f"[{s['input_tokens']} in / {s['output_tokens']} out, "
+                f"TTFT {s['time_to_first_token'] * 1000:.0f} ms, "
+                f"prefill {s['prefill_rate']:.0f} tok/s, decode {s['decode_rate']:.1f} tok/s, "
+                f'cache {len(history.kv_cache)} tokens]', 'cyan', end='\n')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the terminal chat; return the exit code."""
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format='%(levelname)s %(name)s: %(message)s')
+    logging.getLogger(__name__).debug('arguments: %s', vars(args))
     from ..llm import NanoLLM
     from .history import ChatHistory
     out = Printer(not args.no_color)
@@ -228,12 +243,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         model = NanoLLM.from_pretrained(args.model, api=args.api, quantization=args.quantization,
                                         max_context_len=args.max_context_len,
                                         **{k: v for k, v in options.items() if v is not None})
-        history = ChatHistory(model, chat_template=args.chat_template,
-                              system_prompt=args.system_prompt,
-                              print_stats=not args.disable_stats)
     except (ValueError, RuntimeError, FileNotFoundError, ImportError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    try:
+        history = ChatHistory(model, chat_template=args.chat_template,
+                              system_prompt=args.system_prompt,
+                              print_stats=not args.disable_stats)
+    except (ValueError, RuntimeError) as error:
+        model.close()
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    try:
+        return chat_loop(model, history, prompts, args, out)
+    finally:
+        model.close()  # end the model's worker before the interpreter goes
+
+
+def chat_loop(model, history, prompts: Optional[List[str]], args: argparse.Namespace,
+              out: Printer) -> int:
+    """Read prompts (scripted or typed) and answer them until the end; return the exit code."""
     lines = iter(prompts) if prompts is not None else None
     while True:
         if lines is not None:

@@ -115,7 +115,7 @@ def test_done_is_true_once_iteration_has_ended(tokenizer):
 
 
 def _reference_loop(stream):
-    """NanoLLM's loop: ``print(token, end='\\n\\n' if reply.eos else '')``; return the output."""
+    """Run NanoLLM's loop (a blank line after the piece that has ``eos``); return the output."""
     out = []
     for piece in stream:
         out.append(piece + ('\n\n' if stream.eos else ''))
