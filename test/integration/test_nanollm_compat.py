@@ -131,19 +131,22 @@ def test_reference_function_example_runs_verbatim(front, llama, monkeypatch):
 
 # ---- one test per item of issue 13 ----------------------------------------------------
 
-def test_item1_a_users_function_wins_over_the_builtin(front):
-    default = registry_module.default_registry()
-    default.unregister('DATE')
-    default.builtins_loaded = False
-
-    def DATE():  # noqa: N802 - the model calls it by this name
-        """Return my date."""
-        return 'mine'
-
-    front.register(DATE)
-    front.generate_docs()                         # loads the built-ins: DATE stays mine
-    assert front.find('DATE').func is DATE
-    assert front.run('DATE()') == ' mine'
+def test_item1_a_users_function_wins_over_the_builtin():
+    # a fresh process, as a user's script: its DATE is defined before the built-ins load
+    code = '\n'.join([
+        'from ros2_nano_llm import BotFunctions, bot_function',
+        '@bot_function',
+        'def DATE():',
+        '    return "mine"',
+        'BotFunctions.generate_docs()         # loads the built-ins lazily',
+        'assert BotFunctions.find("DATE").func is DATE, "the built-in DATE replaced mine"',
+        'assert BotFunctions.run("DATE()") == " mine"',
+        'BotFunctions.load(test=False)        # loading them again changes nothing either',
+        'assert BotFunctions.find("DATE").func is DATE',
+        'print("ok")'])
+    done = subprocess.run([sys.executable, '-P', '-c', code], capture_output=True, text=True,
+                          env=_env(), timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == 'ok', done.stderr
 
 
 def test_item2_eos_on_the_last_piece_for_any_end(smollm2):
