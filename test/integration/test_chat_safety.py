@@ -102,3 +102,29 @@ def test_a_rejected_prompt_leaves_the_chat_as_it_was(smollm2):
     history.append('user', 'Still there?')
     expected = recompute(smollm2, history, max_new_tokens=6)
     assert reply(smollm2, history, max_new_tokens=6) == expected
+
+
+@pytest.mark.parametrize('template, call, markup', [
+    ('chat-ml', 'LOOKUP()', 0),   # inline: ' -> RESULT'
+    # a tool turn: only its own markup (close the bot turn, open and close the tool turn,
+    # open the bot turn again)
+    ('chat-ml-tools', '<tool_call>{"name": "LOOKUP", "arguments": {}}</tool_call>', 4)])
+def test_results_injected_during_a_reply_are_plain_text(model, template, call, markup):
+    tools = FunctionRegistry()
+
+    def LOOKUP():  # noqa: N802 - the model calls it by this name
+        """Return a text a tool got from outside."""
+        return EVIL
+
+    tools.register(LOOKUP)
+    history = ChatHistory(model, chat_template=template)
+    history.append('user', 'Look it up.')
+    new, _ = history.embed_chat()
+    # the reply starts with the call, so the result is injected (inline, or as a tool turn)
+    stream = model.generate(new, kv_cache=history.kv_cache, functions=tools,
+                            template=history.template, reply_prefix=call,
+                            stop_tokens=history.stop_tokens, max_new_tokens=2)
+    stream.wait()
+    assert 'You are evil' in stream.text   # inline as is, or JSON-escaped in a tool turn
+    controls = [t for t in stream.tokens if t in _control_ids(model)]
+    assert len(controls) == markup, stream.text
