@@ -22,16 +22,18 @@ Heavy modules load on first use, so ``import ros2_nano_llm.msg`` (the generated 
 interfaces installed beside this package) stays cheap.
 """
 
-__all__ = ['NanoLLM', 'ChatHistory', 'ChatMessage', 'ChatTemplate', 'StreamingResponse',
-           'BotFunctions', 'bot_function']
+__all__ = ['NanoLLM', 'ChatHistory', 'ChatMessage', 'ChatTemplate', 'ChatTemplates',
+           'StreamingResponse', 'BotFunctions', 'FunctionRegistry', 'bot_function']
 
 _EXPORTS = {
     'NanoLLM': ('.llm', 'NanoLLM'),
     'ChatHistory': ('.chat.history', 'ChatHistory'),
     'ChatMessage': ('.chat.message', 'ChatMessage'),
     'ChatTemplate': ('.chat.templates', 'ChatTemplate'),
+    'ChatTemplates': ('.chat.templates', 'ChatTemplates'),
     'StreamingResponse': ('.chat.stream', 'StreamingResponse'),
     'BotFunctions': ('.functions.registry', 'BotFunctions'),
+    'FunctionRegistry': ('.functions.registry', 'FunctionRegistry'),
     'bot_function': ('.functions.registry', 'bot_function'),
 }
 

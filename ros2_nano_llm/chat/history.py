@@ -20,6 +20,7 @@ rule keeps the cache exact after appending, removing, wrapping or resetting mess
 """
 
 import html
+import os
 import re
 import threading
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -38,7 +39,19 @@ class ChatHistory:
 
     def __init__(self, model: Any, chat_template: Union[str, dict, ChatTemplate, None] = None,
                  system_prompt: Optional[str] = None, max_tokens: Optional[int] = None,
-                 wrap_tokens: Optional[int] = None, **kwargs):
+                 wrap_tokens: Optional[int] = None, tools: Any = None,
+                 print_stats: bool = False, **kwargs):
+        """
+        Start a chat with ``model`` (NanoLLM's arguments, plus the limits).
+
+        ``chat_template`` is a built-in name, a JSON file, a dict or a ``ChatTemplate``
+        (default: the model's); ``system_prompt`` replaces the template's. ``max_tokens``
+        is the most the chat may take (default: the context less room for a reply) and
+        ``wrap_tokens`` how much of it is kept when it overflows (default: what fits
+        half of it). ``tools`` adds function docs to the system prompt: ``True`` for every
+        enabled ``BotFunctions()``, or a registry or list of functions. ``print_stats``
+        (or ``debug``) is kept as an attribute, as NanoLLM does, for the caller to use.
+        """
         self.model = model
         cfg = model.config
         self.template = get_template(chat_template, model_name=cfg.name,
@@ -48,8 +61,10 @@ class ChatHistory:
             else self.template.system_prompt
         self.max_tokens = max_tokens or max(cfg.max_context_len - REPLY_RESERVE,
                                             cfg.max_context_len // 2)
+        self._wrap_given = wrap_tokens
         self.wrap_tokens = wrap_tokens or self.max_tokens // 2
-        self.tools = kwargs.pop('tools', None)
+        self.tools = tools
+        self.print_stats = bool(print_stats or kwargs.pop('debug', False))
         if kwargs:
             raise TypeError(f'ChatHistory got unexpected arguments: {sorted(kwargs)}')
         self.lock = threading.RLock()
@@ -100,6 +115,9 @@ class ChatHistory:
                 message = messages[-1]
             elif isinstance(msg, ChatMessage):
                 message = msg
+            elif isinstance(msg, str) and ChatMessage.content_type(msg) == 'image' and \
+                    os.path.isfile(os.path.expanduser(msg.strip())):
+                message = ChatMessage(role, image=os.path.expanduser(msg.strip()), **kwargs)
             elif msg is None or isinstance(msg, str):
                 if msg is not None:
                     kwargs['text'] = msg
@@ -138,7 +156,7 @@ class ChatHistory:
         if message.type == 'text' and message.role == 'user' and not message.content.strip():
             raise ValueError('empty prompt: the message has no text')
         if message.type == 'text' and message.tokens is None:
-            message.tokens = self.model.backend.tokenize(message.content)
+            message.tokens = self.tokenize_text(message.content)
             if len(message.tokens) > self.max_tokens:
                 raise ValueError(f'message of {len(message.tokens)} tokens is longer than the '
                                  f'chat allows ({self.max_tokens}); shorten it')
@@ -151,18 +169,39 @@ class ChatHistory:
         if not self.template.has_role('system') or not self._system_prompt:
             return None
         text = self._system_prompt
-        if self.tools:
-            from ..functions.registry import BotFunctions
-            text = text + '\n' + BotFunctions.generate_docs(functions=self.tools)
+        tools = self.tool_functions()
+        if tools:
+            from ..functions.registry import FunctionRegistry
+            text = text + '\n' + FunctionRegistry().generate_docs(functions=tools)
         message = ChatMessage('system', text=text, use_cache=use_cache)
         message.history = self
-        message.tokens = self.model.backend.tokenize(text)
+        message.tokens = self.tokenize_text(text)
         if self.messages and self.messages[0].role == 'system':
             self.messages[0] = message
         else:
             self.messages.insert(0, message)
         self.reindex()
         return message
+
+    def tokenize_text(self, text: str) -> List[int]:
+        """
+        Return the token ids of chat content (user text, captions, function results).
+
+        Content is always plain text: control-token text such as ``<|im_end|>`` in it
+        becomes ordinary tokens, so nothing a user or a tool writes can close a turn or
+        open a system turn. Only the template's own markup is tokenized with its
+        special tokens (see ``render.Renderer``).
+        """
+        return list(self.model.backend.tokenize(text, special=False))
+
+    def tool_functions(self) -> List[Any]:
+        """Return the functions ``tools`` names (``True``: every enabled ``BotFunctions()``)."""
+        if self.tools is None or self.tools is False:
+            return []
+        from ..functions.registry import BotFunctions
+        if self.tools is True:
+            return list(BotFunctions())
+        return BotFunctions.records(self.tools)
 
     @property
     def system_prompt(self) -> Optional[str]:
@@ -189,36 +228,40 @@ class ChatHistory:
         """
         Remove entries ``start`` (inclusive) to ``stop`` (exclusive); ``stop=None`` removes one.
 
-        ``remove(-2, 0)`` removes the last two. The KV cache is cut where the first removed
+        ``remove(-2, 0)`` removes the last two and ``remove(1, 0)`` all from entry 1 on
+        (a ``stop`` of 0 or less counts from the end). The KV cache is cut where the first removed
         entry began; what follows is prefilled again on the next reply.
         """
         with self.lock:
             n = len(self.messages)
             if stop is None:
-                stop = start + 1 if start != -1 else n
+                stop = start + 1
             if start < 0:
                 start += n
-                if stop <= 0:
-                    stop += n
+            if stop <= 0:
+                stop += n  # NanoLLM: remove(1, 0) removes from 1 to the end
             if not (0 <= start < n) or not (start < stop <= n):
                 raise IndexError(f'cannot remove entries {start}:{stop} of {n}')
             del self.messages[start:stop]
             self.reindex()
             self._sync_cache()
 
-    def reset(self, system_prompt: bool = True, use_cache: bool = True,
+    def reset(self, system_prompt: Union[bool, str] = True, use_cache: bool = True,
               wrap_tokens: Optional[int] = None) -> None:
         """
         Clear the chat, then add the system prompt; the cached system prompt is reused.
 
-        With ``wrap_tokens`` the newest entries (up to that many tokens, from a user turn)
-        are kept.
+        ``system_prompt`` is True (add the system prompt), False (leave it out) or a new
+        system prompt text to use from now on. With ``wrap_tokens`` the newest entries (up
+        to that many tokens, from a user turn) are kept instead.
         """
         with self.lock:
+            if isinstance(system_prompt, str):
+                self._system_prompt = system_prompt
             if wrap_tokens:
                 keep = self.find_wrap_entry(wrap_tokens)
-                head = 1 if self.messages and self.messages[0].role == 'system' else 0
-                del self.messages[head:max(head, keep)]
+                if keep is not None:
+                    del self.messages[self._head():keep]
                 self.reindex()
                 self._sync_cache()
                 return
@@ -275,14 +318,10 @@ class ChatHistory:
         passes ``max_tokens``, it wraps to the newest ``wrap_tokens`` from a user turn.
         """
         with self.lock:
-            max_tokens = max_tokens or self.max_tokens
             inputs = self._render()
-            if len(inputs) > max_tokens:
-                self.reset(wrap_tokens=wrap_tokens or self.wrap_tokens)
-                inputs = self._render()
-                if len(inputs) > max_tokens:
-                    raise ValueError(f'the newest turn alone ({len(inputs)} tokens) exceeds '
-                                     f'max_tokens={max_tokens}; shorten the prompt')
+            if len(inputs) > (max_tokens or self.max_tokens):
+                inputs = self._wrap(inputs, max_tokens or self.max_tokens,
+                                    wrap_tokens or self._default_wrap(max_tokens))
             position = self.kv_cache.common_prefix(inputs.keys) if use_cache else 0
             if position == len(inputs):
                 position -= 1  # the model needs at least one new position to predict from
@@ -292,9 +331,50 @@ class ChatHistory:
                 return new.token_array(), position
             return new, position
 
+    def _head(self) -> int:
+        # entries before this index are never wrapped away (the system prompt)
+        return 1 if self.messages and self.messages[0].role == 'system' else 0
+
+    def _default_wrap(self, max_tokens: Optional[int]) -> int:
+        # the constructor's wrap_tokens, else half of what the chat may take after the
+        # system prompt, so the kept turns and a new one fit the max_tokens in effect
+        if self._wrap_given:
+            return self._wrap_given
+        limit = max_tokens or self.max_tokens
+        head = self.messages[0].num_tokens if self._head() else 0
+        return max((limit - head) // 2, 1)
+
+    def _wrap(self, inputs: Inputs, max_tokens: int, wrap_tokens: int) -> Inputs:
+        # decide before changing anything: a chat that cannot fit stays exactly as it was
+        head = self._head()
+        keep = self.find_wrap_entry(wrap_tokens)
+        if keep is None or len(self._renderer.render(
+                self.messages[:head] + self.messages[keep:])) > max_tokens:
+            keep = self.find_wrap_entry(0)  # wrap_tokens keeps too much: the newest turn only
+            if keep is None or len(self._renderer.render(
+                    self.messages[:head] + self.messages[keep:])) > max_tokens:
+                newest = len(self._renderer.render(self.messages[:head] + self.messages[
+                    keep if keep is not None else head:]))
+                self._render()  # the message positions of the unchanged chat again
+                with_system = ' with the system prompt' if head else ''
+                raise ValueError(f'the newest turn alone ({newest} tokens{with_system}) '
+                                 f'exceeds max_tokens={max_tokens}; shorten the prompt')
+        del self.messages[head:keep]
+        self.reindex()
+        return self._render()
+
     def cached_tokens(self) -> int:
         """Return how many positions of the chat (as last rendered) the KV cache holds."""
         return self.kv_cache.common_prefix(self._keys)
+
+    def holds(self, message: ChatMessage) -> bool:
+        """Return True when the KV cache holds ``message``'s content (``message.cached``)."""
+        with self.lock:
+            if not any(m is message for m in self.messages):
+                return False
+            keys = self._renderer.render(self.messages, add_generation_prompt=False).keys
+            end = message._content_end
+            return end > message.start_token and self.kv_cache.common_prefix(keys) >= end
 
     @property
     def num_tokens(self) -> int:
@@ -306,10 +386,17 @@ class ChatHistory:
         """Return the template's stop strings (pass them to ``generate``)."""
         return list(self.template.stop)
 
-    def find_wrap_entry(self, wrap_tokens: int) -> int:
-        """Return the oldest user-turn index from which the chat fits in ``wrap_tokens``."""
+    def find_wrap_entry(self, wrap_tokens: int) -> Optional[int]:
+        """
+        Return the oldest user-turn index from which the chat fits in ``wrap_tokens``.
+
+        Returns None when the whole chat (after the system prompt) fits already. When even
+        the newest user turn is longer, that turn's index is returned.
+        """
         self._render(add_generation_prompt=False)
-        head = 1 if self.messages and self.messages[0].role == 'system' else 0
+        head = self._head()
+        if sum(m.num_tokens for m in self.messages[head:]) <= wrap_tokens:
+            return None
         total, entry = 0, None
         for i in range(len(self.messages) - 1, head - 1, -1):
             total += self.messages[i].num_tokens
@@ -324,6 +411,8 @@ class ChatHistory:
     def turn(self, role: str = 'user') -> bool:
         """Return True if it is ``role``'s turn to speak."""
         role = normalize_role(role)
+        if role == 'system':
+            return not self.messages
         last = next((m.role for m in reversed(self.messages) if m.role != 'system'), None)
         if role == 'user':
             return last in (None, 'bot', 'tool_response')
@@ -337,19 +426,19 @@ class ChatHistory:
         With ``append`` the results join the chat: one ``tool_response`` entry per
         template-style call, and python-style results as one ``tool_response`` entry too.
         """
-        from ..functions.parsing import execute, find_calls, format_result
-        from ..functions.registry import BotFunctions
+        from ..functions.parsing import format_result
+        from ..functions.registry import BotFunctions, FunctionRegistry
         text = message.text if isinstance(message, ChatMessage) else message
-        functions = tools if tools else (self.tools or BotFunctions())
-        calls = find_calls(text or '', functions)
-        if not calls:
+        functions = BotFunctions.records(tools) if tools else (
+            self.tool_functions() or BotFunctions())
+        pairs = FunctionRegistry().run_calls(text or '', functions)
+        if not pairs:
             return None
-        results = [execute(call, functions) for call in calls]
         if append and self.template.has_role('tool_response'):
-            for call, result in zip(calls, results):
+            for call, result in pairs:
                 content = format_result(call, result, self.template)
                 self.append('tool_response', content.removeprefix(' -> '))
-        return results
+        return [result for _, result in pairs]
 
     # ---- serialization -----------------------------------------------------------------
     def to_list(self, messages: Optional[List[ChatMessage]] = None,
@@ -359,11 +448,27 @@ class ChatHistory:
         for msg in self.messages if messages is None else messages:
             entry: Dict[str, Any] = {'role': msg.role, 'type': msg.type}
             text = msg.describe()
-            entry['text'] = self.format(text) if html and msg.type == 'text' else text
+            entry['text'] = text
             if msg.type == 'image' and msg.source:
                 entry['image'] = msg.source
             if msg.role == 'bot' and msg.tokens is not None:
                 entry['tokens'] = list(msg.tokens)
+            out.append(entry)
+        return self.to_html(out) if html else out
+
+    def to_html(self, messages: Optional[List[Any]] = None) -> List[Dict[str, Any]]:
+        """
+        Return the chat as ``to_list()`` dicts with each text made safe HTML (``format``).
+
+        ``messages`` may be ChatMessages or ``to_list()`` dicts (default: the whole chat).
+        """
+        if messages is None or (messages and isinstance(messages[0], ChatMessage)):
+            messages = self.to_list(messages)
+        out = []
+        for entry in messages:
+            entry = dict(entry)
+            if entry.get('type', 'text') == 'text' and isinstance(entry.get('text'), str):
+                entry['text'] = self.format(entry['text'])
             out.append(entry)
         return out
 
@@ -390,14 +495,23 @@ class ChatHistory:
 
     @staticmethod
     def format(text: str) -> str:  # noqa: A003 - NanoLLM's name
-        """Return ``text`` as HTML: escaped, code blocks in <pre><code>, newlines as <br/>."""
-        parts = re.split(r'```(?:[\w+-]*)\n?(.*?)```', text, flags=re.S)
+        r"""
+        Return ``text`` as HTML: escaped, code in <code>, newlines as <br/>.
+
+        A fenced block (```` ```lang\ncode``` ```` or ```` ```code``` ````) becomes
+        ``<pre><code>``; the language tag counts only when a newline follows it. Inline
+        `` `code` `` becomes ``<code>code</code>``.
+        """
+        parts = re.split(r'```(?:[\w+-]*\n)?(.*?)```', text, flags=re.S)
         out = []
         for i, part in enumerate(parts):
             if i % 2:
                 out.append(f'<pre><code>{html.escape(part)}</code></pre>')
-            else:
-                out.append(html.escape(part).replace('\n', '<br/>'))
+                continue
+            pieces = re.split(r'`([^`\n]+)`', part)
+            for j, piece in enumerate(pieces):
+                escaped = html.escape(piece)
+                out.append(f'<code>{escaped}</code>' if j % 2 else escaped.replace('\n', '<br/>'))
         return ''.join(out)
 
     # ---- files (chat/storage.py) ---------------------------------------------------------

@@ -49,6 +49,7 @@ class ChatMessage:
         self.next: Optional['ChatMessage'] = None
         self.start_token = 0
         self._num_tokens = 0
+        self._content_end = 0   # where this message's content ends in the last render
         self.source: Optional[str] = None
         if text is not None and image is not None:
             raise ValueError('a ChatMessage holds text or an image, not both: append them in turn')
@@ -73,14 +74,18 @@ class ChatMessage:
         self.embedding = embedding
 
     @staticmethod
-    def content_type(content: Any) -> str:
-        """Guess the type of ``content``: 'text' for strings, else 'image' if it is one."""
+    def content_type(content: Any) -> Optional[str]:
+        """
+        Guess the type of ``content``: 'image' or 'text', or None when it is neither.
+
+        A string naming an image file (by its extension) is 'image', other strings 'text'.
+        """
         from ..vision.convert import is_image
         if isinstance(content, str):
             return 'image' if is_image(content) else 'text'
         if is_image(content):
             return 'image'
-        raise ValueError(f'cannot tell what kind of content a {type(content).__name__} is')
+        return None
 
     def is_type(self, type: str) -> bool:  # noqa: A002 - NanoLLM's name
         """Return True if this message holds content of ``type`` ('text', 'image', ...)."""
@@ -93,10 +98,20 @@ class ChatMessage:
 
     @property
     def template(self) -> Optional[str]:
-        """Return this role's template string from the history's chat template."""
-        if self.history is None:
+        """
+        Return this message with its role template applied, as text (NanoLLM's ``template``).
+
+        The template's text around the message depends on its neighbours (a run of one
+        role shares one prefix and suffix), so it needs the message's chat. None for a
+        message outside a chat, one the template does not render, or a non-text message.
+        """
+        if self.history is None or self.index is None or self.type != 'text':
             return None
-        return self.history.template.roles.get(self.role)
+        roles = [m.role for m in self.history.messages]
+        affix = self.history.template.affixes(roles)[self.index]
+        if affix is None:
+            return None
+        return affix[0] + self.content + affix[1]
 
     @property
     def num_tokens(self) -> int:
@@ -105,23 +120,49 @@ class ChatMessage:
 
     @property
     def cached(self) -> bool:
-        """Return True when this whole message is held in the history's KV cache."""
-        return self.history is not None and self.history.cached_tokens() >= \
-            self.start_token + self._num_tokens > 0
+        """
+        Return True when the history's KV cache holds this message's content.
+
+        A reply appended from ``generate()`` is cached as soon as it is appended (its
+        tokens are in the cache the reply filled); the template's end of its turn follows
+        with the next prompt.
+        """
+        if self.history is None or self.index is None:
+            return False
+        return self.history.holds(self)
 
     def embed(self, return_tensors: str = 'np', **kwargs) -> Any:
-        """Return the content as token ids (text) or an embedding (image); computed once."""
+        """
+        Apply the role template, tokenize, and return this message's part of the chat.
+
+        For text: the token ids of :attr:`template` as the chat renders them (an int64
+        array, or a list with ``return_tensors='list'``); ``tokens`` holds the content's
+        ids and ``num_tokens`` the templated length. For an image: its embedding.
+        """
         if self.history is None:
             raise RuntimeError('embed() needs the message to belong to a ChatHistory')
-        model = self.history.model
+        inputs = self.history.render(add_generation_prompt=False)
+        if self.type != 'text':
+            return self.content_input()
+        ids = [int(k) for k in inputs.keys[self.start_token:self.start_token + self._num_tokens]]
+        return np.asarray(ids, dtype=np.int64) if return_tensors == 'np' else ids
+
+    def content_input(self) -> Any:
+        """
+        Return the content as model input: plain-text token ids, or an image's embedding.
+
+        Computed once. Text is tokenized as plain text (control-token text in it stays
+        text), so it can never act as template markup.
+        """
+        if self.history is None:
+            raise RuntimeError('the message must belong to a ChatHistory to be tokenized')
         if self.type == 'text':
             if self.tokens is None:
-                self.tokens = model.backend.tokenize(self.content)
-            return np.asarray(self.tokens, dtype=np.int64) if return_tensors == 'np' \
-                else self.tokens
+                self.tokens = self.history.tokenize_text(self.content)
+            return self.tokens
         if self.type == 'image':
             if self.embedding is None:
-                self.embedding = model.embed_image(self.content)
+                self.embedding = self.history.model.embed_image(self.content)
             return self.embedding
         raise ValueError(f"messages of type '{self.type}' cannot be embedded by this model")
 

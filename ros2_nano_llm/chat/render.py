@@ -18,6 +18,11 @@ The template decides the text around each message (``ChatTemplate.affixes``): co
 messages of one role form one turn (an image then its question), so the role's prefix goes
 before the first of them and its suffix after the last. Each message records where it
 starts and how many positions it takes.
+
+Only the template's own text is tokenized with special tokens parsed (``special=True``);
+message content (user text, captions, function results) comes from
+``ChatMessage.content_input()``, which tokenizes it as plain text, so text such as
+``<|im_end|>`` in a prompt can never close a turn.
 """
 
 from typing import Callable, Dict, List, Sequence
@@ -30,15 +35,16 @@ from ..models.base import Inputs
 class Renderer:
     """Turns messages into ``Inputs``, tokenizing each template piece once."""
 
-    def __init__(self, template: ChatTemplate, tokenize: Callable[[str], List[int]]):
+    def __init__(self, template: ChatTemplate, tokenize: Callable[..., List[int]]):
+        """Use ``template``; ``tokenize(text, special=True)`` tokenizes its markup."""
         self.template = template
         self._tokenize = tokenize
         self._pieces: Dict[str, List[int]] = {}
 
     def tokens(self, text: str) -> List[int]:
-        """Return the token ids of a template piece (memoized)."""
+        """Return the token ids of a template piece, control tokens parsed (memoized)."""
         if text not in self._pieces:
-            self._pieces[text] = self._tokenize(text) if text else []
+            self._pieces[text] = list(self._tokenize(text, special=True)) if text else []
         return self._pieces[text]
 
     def render(self, messages: Sequence[ChatMessage],
@@ -49,17 +55,18 @@ class Renderer:
         for msg, affix in zip(messages, affixes):
             msg.start_token = len(out)
             if affix is None:  # e.g. a system prompt on a template without a system role
-                msg._num_tokens = 0
+                msg._num_tokens = msg._content_end = 0
                 continue
             prefix, suffix = affix
             out.add_tokens(self.tokens(prefix))
-            content = msg.embed(return_tensors='list')
+            content = msg.content_input()
             if msg.type == 'image':
                 out.add_embedding(content, key=('image', msg.uid))
                 if not suffix:  # the turn goes on (its question follows the image)
                     out.add_tokens(self.tokens('\n'))
             else:
                 out.add_tokens(content)
+            msg._content_end = len(out)  # a reply's tokens end here; its turn's end follows
             out.add_tokens(self.tokens(suffix))
             msg._num_tokens = len(out) - msg.start_token
         if add_generation_prompt and messages and messages[-1].role != 'bot':

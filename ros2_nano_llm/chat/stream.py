@@ -21,12 +21,20 @@ _END = object()
 
 
 class StreamingResponse:
-    """
+    r"""
     The reply of ``NanoLLM.generate()``, filled token by token from the worker thread.
 
     Iterating yields each new piece of text as soon as it decodes cleanly: a piece never
     ends inside a multi-byte character, and the pieces concatenate to ``.text``.
     ``timeout`` bounds each wait, so a crashed worker cannot hang the reader.
+
+    ``eos`` is True once generation has ended, for any reason, and already while the last
+    piece is handed out, so NanoLLM's loop
+    ``print(piece, end='\n\n' if reply.eos else '')`` ends every reply with its blank
+    line. When the end comes only after the last text was handed out, one closing piece
+    ``''`` carries it. ``stop_reason`` says why it ended: ``'eos'`` (a stop token),
+    ``'stop'`` (a stop string), ``'length'`` (``max_new_tokens`` or the context),
+    ``'stopped'`` (``stop()``) or ``'error'``; None while running.
     """
 
     def __init__(self, detokenize: Callable[[Sequence[int]], str],
@@ -38,12 +46,13 @@ class StreamingResponse:
         self.timeout = timeout
         self.tokens: List[int] = []
         self.kv_cache = kv_cache
-        self.eos = False
         self.error: Optional[BaseException] = None
         self.stop_reason: Optional[str] = None
         self._read = 0          # tokens consumed by the reader
         self._prefix_off = 0    # decode window start
         self._read_off = 0      # tokens already turned into text
+        self._reading = False   # a reader has started iterating
+        self._last_given = False  # the last piece (with eos) was handed out
         self.calls: List[Any] = []   # function calls run during this reply
 
     # ---- worker side -------------------------------------------------------------------
@@ -54,9 +63,13 @@ class StreamingResponse:
 
     def end(self, eos: bool = False, reason: str = 'length',
             error: Optional[BaseException] = None) -> None:
-        """Finish the stream (worker thread): ``eos`` when a stop token ended it."""
-        self.eos = eos or (error is None and reason in ('stop', 'eos'))
-        self.stop_reason = reason
+        """
+        Finish the stream (worker thread) with ``reason`` (see the class docstring).
+
+        ``eos`` (True when a stop token ended it) is kept for callers of the old signature:
+        ``reason`` says it all.
+        """
+        self.stop_reason = 'eos' if eos and reason == 'length' else reason
         self.error = error
         # done first: a reader that sees the end must also see ``done`` (the node relies on it)
         self._done.set()
@@ -75,7 +88,22 @@ class StreamingResponse:
     def __iter__(self) -> Iterator[str]:
         return self
 
+    @property
+    def eos(self) -> bool:
+        """
+        Return True once generation has ended (for any reason) and the reader has its end.
+
+        While a reader iterates, it turns True with the last piece; without a reader it is
+        True as soon as the worker has finished.
+        """
+        return self._done.is_set() and (self._last_given or not self._reading)
+
     def __next__(self) -> str:
+        self._reading = True
+        if self._last_given:
+            if self.error is not None:
+                raise RuntimeError(f'generation failed: {self.error}') from self.error
+            raise StopIteration
         while True:
             try:
                 item = self._queue.get(timeout=self.timeout)
@@ -85,14 +113,20 @@ class StreamingResponse:
                 self._queue.put(_END)  # later reads end too
                 if self.error is not None:
                     raise RuntimeError(f'generation failed: {self.error}') from self.error
-                tail = self._new_text(final=True)
-                if tail:
-                    return tail
-                raise StopIteration
+                self._last_given = True
+                return self._new_text(final=True)  # '' when the text was all handed out
             self._read += 1
             piece = self._new_text(final=False)
             if piece:
+                if self._done.is_set() and self.error is None and not self._text_left():
+                    self._last_given = True  # nothing after this piece: it carries eos
                 return piece
+
+    def _text_left(self) -> bool:
+        # whether the tokens the reader has not consumed yet still decode to more text
+        window = self.tokens[self._prefix_off:]
+        return len(self._detokenize(window)) > len(
+            self._detokenize(self.tokens[self._prefix_off:self._read_off]))
 
     def _new_text(self, final: bool) -> str:
         # incremental decode over a sliding window (prefix, read): cost stays per token and a
@@ -108,6 +142,7 @@ class StreamingResponse:
         """Block until generation ends; return the whole text."""
         if not self._done.wait(timeout if timeout is not None else self.timeout):
             raise TimeoutError('generation did not finish in time')
+        self._reading = False  # the caller has what it waited for: eos may show
         if self.error is not None:
             raise RuntimeError(f'generation failed: {self.error}') from self.error
         return self.text

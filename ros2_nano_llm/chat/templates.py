@@ -185,6 +185,9 @@ BUILTIN_TEMPLATES: Dict[str, Dict[str, Any]] = {
     },
 }
 
+# NanoLLM's name for the built-in templates (name -> template dict).
+ChatTemplates = BUILTIN_TEMPLATES
+
 # NanoLLM's llava aliases.
 BUILTIN_TEMPLATES['llava-v0'] = dict(BUILTIN_TEMPLATES['vicuna-v0'])
 BUILTIN_TEMPLATES['llava-v1'] = dict(BUILTIN_TEMPLATES['vicuna-v1'])
@@ -204,13 +207,25 @@ def _canonical_role(role: str) -> str:
     return ROLE_ALIASES.get(role, role)
 
 
-class ChatTemplate:
+class _TemplateMeta(type):
+    """Lets ``ChatTemplate(model)`` return the model's template, as NanoLLM's function does."""
+
+    def __call__(cls, template: Any = None, name: Optional[str] = None):
+        config = getattr(template, 'config', None)
+        if config is not None and not isinstance(template, Mapping):  # a loaded model
+            return get_template(None, model_name=config.name, model_type=config.model_type,
+                                tokenizer_chat_template=config.tokenizer_chat_template)
+        return super().__call__(template, name)
+
+
+class ChatTemplate(metaclass=_TemplateMeta):
     """
     One chat template: a prefix and suffix around the text of each role's messages.
 
     Build one from a template dict (see the module docstring), with :func:`get_template`, or
-    with :meth:`from_json` / :meth:`from_tokenizer`. ``roles`` maps each role name to its
-    ``${MESSAGE}`` template; ``assistant`` and ``tool`` are accepted as aliases of ``bot`` and
+    with :meth:`from_json` / :meth:`from_tokenizer`; ``ChatTemplate(model)`` returns the
+    template that fits a loaded model (as NanoLLM's does). ``roles`` maps each role name to
+    its ``${MESSAGE}`` template; ``assistant`` and ``tool`` are accepted as aliases of ``bot`` and
     ``tool_response`` everywhere.
     """
 

@@ -14,13 +14,17 @@
 """
 Function calling: the bot function registry, call detection/parsing and built-ins.
 
-``from ros2_nano_llm.functions import BotFunctions, bot_function, CallDetector, execute``.
+``from ros2_nano_llm.functions import FunctionRegistry, CallDetector, execute`` (and NanoLLM's
+``BotFunctions``, ``bot_function``, a front over the default registry).
 The ROS service bridge lives in ``ros.ros_bridge`` (it drives rclpy).
 """
 
 from .parsing import (CallDetector, execute, find_calls, format_result, parse_json_call,
                       ToolCall)
-from .registry import bot_function, BotFunction, BotFunctions
+from .record import FunctionRecord
+from .registry import bot_function, BotFunction, BotFunctions, default_registry, \
+    FunctionRegistry
 
-__all__ = ['BotFunction', 'BotFunctions', 'CallDetector', 'ToolCall', 'bot_function',
-           'execute', 'find_calls', 'format_result', 'parse_json_call']
+__all__ = ['BotFunction', 'BotFunctions', 'CallDetector', 'FunctionRecord', 'FunctionRegistry',
+           'ToolCall', 'bot_function', 'default_registry', 'execute', 'find_calls',
+           'format_result', 'parse_json_call']

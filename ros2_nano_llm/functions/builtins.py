@@ -14,23 +14,23 @@
 """
 Built-in bot functions (no network): ``DATE()`` and ``TIME()``.
 
-Importing this module registers them; ``BotFunctions.load()`` does that for you.
+Importing this module registers nothing: ``FunctionRegistry.load_builtins()`` (or NanoLLM's
+``BotFunctions.load()`` for the default registry) registers them.
 """
 
 from datetime import datetime
 
-from .registry import bot_function
 
-
-@bot_function
 def DATE() -> str:  # noqa: N802,D401 - the model calls it by this name
     """Returns the current date."""  # noqa: D401 - NanoLLM's text, shown to the model
     now = datetime.now()
     return f'{now:%A}, {now:%B} {now.day} {now.year}'
 
 
-@bot_function
 def TIME() -> str:  # noqa: N802,D401 - the model calls it by this name
     """Returns the current time."""  # noqa: D401 - NanoLLM's text, shown to the model
     now = datetime.now()
     return f'{now.hour % 12 or 12}:{now:%M} {now:%p}'
+
+
+BUILTINS = {'DATE': DATE, 'TIME': TIME}

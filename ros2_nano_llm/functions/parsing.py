@@ -30,7 +30,7 @@ Two call syntaxes are recognised:
 
 The generation loop uses it like this::
 
-    functions = BotFunctions()
+    functions = registry                       # a FunctionRegistry, or a list of functions
     detector = CallDetector(functions)
     for piece in stream:                       # the reply as it decodes
         reply_text += piece
@@ -62,7 +62,7 @@ import re
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .registry import BotFunction, BotFunctions
+from .record import as_records, find_record, FunctionRecord
 
 TOOL_CALL_OPEN = '<tool_call>'
 TOOL_CALL_CLOSE = '</tool_call>'
@@ -76,6 +76,8 @@ DEFAULT_TIMEOUT = 10.0
 MAX_CALL_CHARS = 2000         # a python-style call still open after this many chars is dropped
 MAX_TEMPLATE_CHARS = 8000     # same for a template call without its closing tag
 MAX_RESULT_CHARS = 2000       # results are cut to this many characters
+MAX_JSON_CHARS = 65536        # JSON arguments longer than this are refused unparsed
+MAX_JSON_DEPTH = 32           # and so is JSON nested deeper than this
 _MAX_ERROR_CHARS = 200
 
 _TEMPLATE_OPEN_RE = re.compile(re.escape(TOOL_CALL_OPEN) + '|' + re.escape(PYTHON_TAG))
@@ -218,7 +220,7 @@ def _calls_from_json_value(value: Any, raw: str, span: Tuple[int, int]) -> List[
     arguments = value.get('arguments', value.get('parameters', {}))
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = load_json(arguments) if arguments.strip() else {}
         except ValueError as exc:
             call.error = f'malformed JSON in the arguments of {_short(name, 80)!r}: {exc}'
             return [call]
@@ -229,6 +231,45 @@ def _calls_from_json_value(value: Any, raw: str, span: Tuple[int, int]) -> List[
         return [call]
     call.kwargs = arguments
     return [call]
+
+
+def check_json(text: str, max_chars: int = MAX_JSON_CHARS,
+               max_depth: int = MAX_JSON_DEPTH) -> None:
+    """
+    Raise ValueError if ``text`` is too long or nests brackets too deep to parse safely.
+
+    Python's JSON decoder recurses once per nesting level, so a deep enough text ends in a
+    ``RecursionError``; this scan (strings skipped) refuses such text before decoding it.
+    """
+    if len(text) > max_chars:
+        raise ValueError(f'JSON of {len(text)} characters is longer than the {max_chars} '
+                         f'allowed')
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == '\\':
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in '[{':
+            depth += 1
+            if depth > max_depth:
+                raise ValueError(f'JSON nested deeper than {max_depth} levels')
+        elif ch in ']}':
+            depth -= 1
+
+
+def load_json(text: str) -> Any:
+    """Parse bounded JSON (see :func:`check_json`); raise ValueError for anything bad."""
+    check_json(text)
+    try:
+        return json.loads(text)
+    except RecursionError:  # the scan should prevent it; never let it escape
+        raise ValueError('JSON nested too deep') from None
 
 
 def parse_json_calls(content: str, raw: Optional[str] = None,
@@ -242,11 +283,12 @@ def parse_json_calls(content: str, raw: Optional[str] = None,
     raw = content if raw is None else raw
     text = content.strip()
     try:
+        check_json(text)
         value, end = json.JSONDecoder().raw_decode(text)
         if text[end:].strip():
             raise ValueError(f'unexpected text after the JSON object at char {end}')
-    except ValueError as exc:
-        guess = _NAME_IN_JSON_RE.search(text)
+    except (ValueError, RecursionError) as exc:
+        guess = _NAME_IN_JSON_RE.search(text[:_MAX_ERROR_CHARS])
         return [ToolCall(name=guess.group(1) if guess else '', raw=raw, span=span,
                          style='template', error=f'malformed JSON in tool call: {_short(exc)}')]
     return _calls_from_json_value(value, raw, span)
@@ -256,13 +298,16 @@ def parse_json_call(name: str, args_json: str = '') -> ToolCall:
     """
     Make a call from a function name and JSON arguments (an object, or empty).
 
-    Used by the node's ``~/call_function`` service; a malformed ``args_json`` gives a
-    call with ``error`` set.
+    Used by the node's ``~/call_function`` service; a malformed ``args_json``, or one too
+    long or too deeply nested to parse safely (:func:`check_json`), gives a call with
+    ``error`` set: it never raises.
     """
-    raw = f'{{"name": {json.dumps(name)}, "arguments": {args_json.strip() or "{}"}}}'
+    args_json = args_json or ''
+    shown = _short(args_json.strip(), 200) or '{}'
+    raw = f'{{"name": {json.dumps(_short(name, 80))}, "arguments": {shown}}}'
     call = ToolCall(name=name, raw=raw, style='template')
     try:
-        args = json.loads(args_json) if args_json and args_json.strip() else {}
+        args = load_json(args_json) if args_json.strip() else {}
     except ValueError as exc:
         call.error = f'malformed JSON arguments: {_short(exc)}'
         return call
@@ -287,7 +332,7 @@ class CallDetector:
     def __init__(self, functions: Optional[Sequence[Any]] = None, style: str = 'auto'):
         if style not in STYLES:
             raise ValueError(f'unknown call style {style!r}; use one of {", ".join(STYLES)}')
-        self.functions = BotFunctions.records(functions)
+        self.functions = as_records(functions)
         self.style = style
         names = sorted({f.name for f in self.functions}, key=len, reverse=True)
         self._python_re = None
@@ -481,7 +526,7 @@ def result_to_text(value: Any, max_chars: int = MAX_RESULT_CHARS) -> str:
     return text
 
 
-def _usage(func: BotFunction) -> str:
+def _usage(func: FunctionRecord) -> str:
     params = func.signature_text()[len(func.name) + 1:-1]
     return f'expected arguments: {params}' if params else 'it takes no arguments'
 
@@ -499,8 +544,8 @@ def execute(call: ToolCall, functions: Optional[Sequence[Any]] = None,
     try:
         if call.error:
             return f'error: {call.error}'
-        records = BotFunctions.records(functions)
-        func = BotFunctions.find(call.name, records)
+        records = as_records(functions)
+        func = find_record(call.name, records)
         if func is None:
             available = ', '.join(f.name for f in records) or 'none'
             return f'error: unknown function {_short(call.name, 80)!r}; available: {available}'

@@ -12,12 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The bot function registry: ``@bot_function`` and ``BotFunctions`` (NanoLLM's API).
+Bot function registries: :class:`FunctionRegistry` objects, and NanoLLM's front over one.
 
-A bot function is a Python callable the model may call. Each one is kept as a
-:class:`BotFunction` record (name, callable, docs, enabled flag, signature and a JSON
-schema of its arguments built from type hints and defaults). :class:`BotFunctions` is
-the process-wide registry; calling it returns the list of enabled functions::
+A registry is an object that holds the functions a model may call, by name::
+
+    registry = FunctionRegistry()
+    registry.register(set_lights, name='LIGHTS', docs='Switch the lights.')
+    registry.load_builtins(['TIME'])
+    reply = model.generate(prompt, functions=registry)   # iterating gives the enabled ones
+
+NanoLLM's API is a front over one module-level default registry (the way
+``logging.getLogger()`` fronts logger objects): ``@bot_function`` registers into it, and
+``BotFunctions()`` returns its enabled functions::
 
     @bot_function
     def TIME():
@@ -26,23 +32,20 @@ the process-wide registry; calling it returns the list of enabled functions::
     system_prompt = 'You are a helpful robot.' + BotFunctions.generate_docs()
     reply = model.generate(prompt, functions=BotFunctions())
 
-The registry is guarded by a lock, because the ROS node registers and calls functions
-from its worker and executor threads. No torch and no rclpy here.
+Only that front changes the default registry; everything else (the node, the call detector,
+the generation hook) takes a registry or a list of functions. A registry is guarded by a
+lock, because a node registers and calls functions from several threads. No torch and no
+rclpy here.
 """
 
-from dataclasses import dataclass, field
 import fnmatch
-import importlib
-import inspect
 import json
-import re
 import threading
-import typing
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-# Python type -> JSON schema type name, for the argument schema and for type checks.
-_JSON_TYPES = {bool: 'boolean', int: 'integer', float: 'number', str: 'string',
-               list: 'array', tuple: 'array', dict: 'object'}
+from .builtins import BUILTINS
+from .parsing import execute, find_calls, format_result, run_with_timeout, ToolCall
+from .record import as_records, FunctionRecord
 
 PYTHON_PROLOGUE = (
     'You are able to call the Python functions defined below, and the returned values '
@@ -59,208 +62,28 @@ JSON_EPILOGUE = (
     '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
 
 SPECS = ('python', 'json', 'openai')
-
-_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    """Return ``X`` for ``Optional[X]``, else the annotation unchanged."""
-    if typing.get_origin(annotation) is Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
+_RECORD_FIELDS = ('name', 'func', 'docs', 'enabled', 'signature', 'schema', 'arg_docs',
+                  'testable', 'timeout', 'source')
 
 
-def _base_type(annotation: Any) -> Any:
-    """Return the plain Python type behind an annotation (``List[int]`` -> ``list``)."""
-    annotation = _unwrap_optional(annotation)
-    origin = typing.get_origin(annotation)
-    return origin if origin is not None else annotation
-
-
-def _type_name(annotation: Any) -> str:
-    """Return a short readable name of an annotation (``float``, ``list``)."""
-    base = _base_type(annotation)
-    return getattr(base, '__name__', str(base))
-
-
-def _first_paragraph(doc: Optional[str]) -> str:
-    """Return the first paragraph of a docstring on one line."""
-    if not doc:
-        return ''
-    text = inspect.cleandoc(doc).split('\n\n')[0]
-    return ' '.join(text.split())
-
-
-def _arg_docs_from_docstring(doc: Optional[str]) -> Dict[str, str]:
-    """Read a Google-style ``Args:`` section into ``{name: description}``."""
-    out: Dict[str, str] = {}
-    if not doc:
-        return out
-    lines = inspect.cleandoc(doc).splitlines()
-    in_args = False
-    current = None
-    for line in lines:
-        stripped = line.strip()
-        if stripped in ('Args:', 'Arguments:', 'Parameters:'):
-            in_args = True
-            continue
-        if not in_args:
-            continue
-        if not stripped or (not line.startswith(' ') and stripped.endswith(':')):
-            if out:
-                break
-            continue
-        match = re.match(r'^\s+(\w+)(?:\s*\([^)]*\))?\s*:\s*(.*)$', line)
-        if match and (current is None or len(line) - len(line.lstrip()) <= 4):
-            current = match.group(1)
-            out[current] = match.group(2).strip()
-        elif current is not None:
-            out[current] = (out[current] + ' ' + stripped).strip()
-    return out
-
-
-@dataclass(eq=False)  # compared and hashed by identity
-class BotFunction:
+class BotFunction(FunctionRecord):
     """
-    One function the model may call.
+    One registered function, callable NanoLLM's way on model text.
 
-    ``signature`` is what calls are bound against; ``schema`` is the JSON schema of
-    the arguments (an OpenAI ``parameters`` object). ``testable=False`` keeps
-    :meth:`BotFunctions.test` from calling it (functions with side effects, e.g. robot
-    actions). ``timeout`` (seconds), when set, is used by ``execute()`` instead of its
-    default.
+    ``record('The time is TIME()')`` runs the last call to this function in the text and
+    returns its result text (``None`` when the text does not call it). The function itself
+    is ``record.func`` (also ``record.function``). ``builtin`` marks a library built-in,
+    which never replaces a function registered otherwise.
     """
 
-    name: str
-    func: Callable[..., Any]
-    docs: str = ''
-    enabled: bool = True
-    signature: Optional[inspect.Signature] = None
-    schema: Dict[str, Any] = field(default_factory=dict)
-    arg_docs: Dict[str, str] = field(default_factory=dict)
-    testable: bool = True
-    timeout: Optional[float] = None
-    source: str = 'python'
+    builtin: bool = False
 
-    def __post_init__(self):
-        if self.signature is None:
-            self.signature = inspect.signature(self.func)
-        if not self.schema:
-            self.schema = self._build_schema()
-
-    def __call__(self, *args, **kwargs):
-        """Call the wrapped function."""
-        return self.func(*args, **kwargs)
-
-    @property
-    def function(self) -> Callable[..., Any]:
-        """Return the wrapped callable (NanoLLM's name for it)."""
-        return self.func
-
-    @property
-    def required_args(self) -> List[str]:
-        """Return the names of the arguments that have no default."""
-        return [p.name for p in self._params() if p.default is inspect.Parameter.empty]
-
-    def _params(self) -> List[inspect.Parameter]:
-        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-        return [p for p in self.signature.parameters.values() if p.kind not in kinds]
-
-    def _hints(self) -> Dict[str, Any]:
-        hints = {}
-        for param in self._params():
-            if param.annotation is not inspect.Parameter.empty:
-                hints[param.name] = param.annotation
-        try:
-            resolved = typing.get_type_hints(self.func)
-        except Exception:  # noqa: B902 - string annotations that cannot resolve stay as they are
-            resolved = {}
-        for name in hints:
-            if name in resolved:
-                hints[name] = resolved[name]
-        return hints
-
-    def _build_schema(self) -> Dict[str, Any]:
-        hints = self._hints()
-        properties: Dict[str, Any] = {}
-        required: List[str] = []
-        for param in self._params():
-            prop: Dict[str, Any] = {}
-            json_type = _JSON_TYPES.get(_base_type(hints.get(param.name)))
-            if json_type:
-                prop['type'] = json_type
-            if self.arg_docs.get(param.name):
-                prop['description'] = self.arg_docs[param.name]
-            if param.default is inspect.Parameter.empty:
-                required.append(param.name)
-            elif param.default is None or isinstance(param.default, (bool, int, float, str)):
-                prop['default'] = param.default
-            properties[param.name] = prop
-        return {'type': 'object', 'properties': properties, 'required': required}
-
-    def bind(self, args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None):
-        """
-        Bind call arguments to the signature, checking simple types.
-
-        Returns the ``inspect.BoundArguments`` (ints given for ``float`` arguments are
-        converted). Raises ``TypeError`` with a short message for a missing, extra or
-        wrongly typed argument, so nothing is called with bad input.
-        """
-        bound = self.signature.bind(*args, **(kwargs or {}))
-        hints = self._hints()
-        for name, value in list(bound.arguments.items()):
-            expected = _base_type(hints.get(name))
-            if expected not in _JSON_TYPES or value is None:
-                continue
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                bound.arguments[name] = float(value)
-                continue
-            if expected is int and isinstance(value, bool):
-                ok = False
-            elif expected is tuple:
-                ok = isinstance(value, (list, tuple))
-            else:
-                ok = isinstance(value, expected)
-            if not ok:
-                raise TypeError(f'argument {name!r} must be {expected.__name__}, '
-                                f'got {type(value).__name__} {value!r}')
-        return bound
-
-    def signature_text(self) -> str:
-        """Return ``NAME(arg: type, opt: type = default)`` as the model should call it."""
-        hints = self._hints()
-        parts = []
-        for param in self._params():
-            text = param.name
-            if param.name in hints:
-                text += f': {_type_name(hints[param.name])}'
-            if param.default is not inspect.Parameter.empty:
-                text += f' = {param.default!r}'
-            parts.append(text)
-        return f'{self.name}({", ".join(parts)})'
-
-    def example_call(self) -> str:
-        """Return an example call with placeholder literals, e.g. ``MOVE(distance=1.0)``."""
-        samples = {bool: 'True', int: '1', float: '1.0', str: "'text'", list: '[]', dict: '{}'}
-        hints = self._hints()
-        args = [f'{n}={samples.get(_base_type(hints.get(n)), "...")}' for n in self.required_args]
-        return f'{self.name}({", ".join(args)})'
-
-    def doc_line(self) -> str:
-        """Return the python-style docs line ``NAME(args) - docs``."""
-        line = self.signature_text()
-        described = [f'{n}: {d}' for n, d in self.arg_docs.items() if d]
-        docs = self.docs
-        if described:
-            docs = (docs + ' ' if docs else '') + f'({"; ".join(described)})'
-        return f'{line} - {docs}' if docs else line
-
-    def tool_schema(self) -> Dict[str, Any]:
-        """Return the OpenAI tool schema ``{'type': 'function', 'function': {...}}``."""
-        return {'type': 'function', 'function': {
-            'name': self.name, 'description': self.docs, 'parameters': self.schema}}
+    def __call__(self, text: str) -> Optional[str]:
+        """Run the last call to this function in ``text``; return its result or None."""
+        calls = [c for c in find_calls(str(text), [self]) if c.name == self.name]
+        if not calls:
+            return None
+        return execute(calls[-1], [self])
 
 
 def _resolve_prose(value: Union[bool, str], default: str) -> str:
@@ -271,52 +94,122 @@ def _resolve_prose(value: Union[bool, str], default: str) -> str:
     return str(value)
 
 
-class BotFunctions:
+class FunctionRegistry:
     """
-    Manager of the functions the model may call (a process-wide singleton).
+    A set of bot functions, by name: what a model may call.
 
-    Used like a list: ``BotFunctions()`` returns the enabled functions, and the
-    classmethods manage the registry (``register``, ``unregister``, ``filter``,
-    ``find``, ``generate_docs``, ``run``, ``load``, ``test``).
+    ``FunctionRegistry()`` is empty; ``FunctionRegistry([f, g])`` registers callables (or
+    records) at once. Iterating (and ``len``) gives the enabled functions, so a registry
+    can be passed wherever a list of functions is taken (``generate(functions=...)``,
+    ``CallDetector``, ``execute``). Thread-safe.
     """
 
-    _functions: Dict[str, BotFunction] = {}
-    _lock = threading.RLock()
-    _loaded = False
-    _tested = False
+    def __init__(self, functions: Iterable[Any] = ()):
+        """Create a registry holding ``functions`` (callables or records)."""
+        self._functions: Dict[str, BotFunction] = {}
+        self._lock = threading.RLock()
+        self.builtins_loaded = False
+        self.tested = False
+        for func in functions:
+            if isinstance(func, FunctionRecord):
+                self.add(func)
+            else:
+                self.register(func)
 
-    def __new__(cls, all=False, load=True, test=False):  # noqa: A002 - NanoLLM's name
+    # ---- contents ------------------------------------------------------------------
+    def register(self, func: Callable[..., Any], name: Optional[str] = None,
+                 docs: Optional[str] = None, enabled: bool = True, builtin: bool = False,
+                 **fields) -> BotFunction:
         """
-        Return the list of enabled functions (all of them with ``all=True``).
+        Register ``func`` as a bot function; return its record.
 
-        ``load=True`` imports the built-in functions first (once); ``test=True`` also
-        tests them (once).
+        ``name`` defaults to the function's name and must be a Python identifier;
+        ``docs`` defaults to the docstring's first paragraph. ``fields`` set other
+        ``BotFunction`` fields (``arg_docs``, ``testable``, ``timeout``, ``source``,
+        ``signature``). Registering a name again replaces the old function, except that a
+        ``builtin`` never replaces a function registered otherwise (a user's ``DATE`` wins
+        over the built-in one, whatever the order). ``func.__bot_function__`` is set to
+        the record when the callable takes attributes.
         """
-        if load and not cls._loaded:
-            cls.load(test=test)
-        elif test and not cls._tested:
-            cls.test()
-        return cls.list(all=all)
+        record = BotFunction.create(func, name=name, docs=docs, enabled=enabled, **fields)
+        record.builtin = builtin
+        return self.add(record)
 
-    @classmethod
-    def len(cls) -> int:  # noqa: A003 - NanoLLM's name
-        """Return the number of all registered bot functions."""
-        with cls._lock:
-            return len(cls._functions)
+    def add(self, record: FunctionRecord) -> BotFunction:
+        """Add a ready-made record (see :meth:`register` for the rules); return it."""
+        if not isinstance(record, BotFunction):
+            record = BotFunction(**{k: getattr(record, k) for k in _RECORD_FIELDS})
+        with self._lock:
+            existing = self._functions.get(record.name)
+            if record.builtin and existing is not None and not existing.builtin:
+                return existing
+            self._functions[record.name] = record
+        try:
+            record.func.__bot_function__ = record
+        except (AttributeError, TypeError):
+            pass  # builtins and bound methods cannot take attributes; lookup is by name
+        return record
 
-    @classmethod
-    def list(cls, all=False) -> List[BotFunction]:  # noqa: A002,A003 - NanoLLM's names
+    def unregister(self, name: str) -> bool:
+        """Remove the function called ``name``; return False if there was none."""
+        with self._lock:
+            return self._functions.pop(name, None) is not None
+
+    def load_builtins(self, names: Optional[Iterable[str]] = None) -> List[BotFunction]:
+        """
+        Register the built-in functions (``DATE``, ``TIME``), or only those in ``names``.
+
+        A function of the same name registered otherwise stays (it wins over the
+        built-in). Returns the records now under those names. Raises ValueError for a
+        name that is not a built-in.
+        """
+        names = list(BUILTINS) if names is None else list(dict.fromkeys(names))
+        unknown = [n for n in names if n not in BUILTINS]
+        if unknown:
+            raise ValueError(f'there is no built-in function {unknown[0]!r}; available: '
+                             f'{", ".join(BUILTINS)}')
+        out = [self.register(BUILTINS[n], name=n, builtin=True) for n in names]
+        if set(names) == set(BUILTINS):
+            self.builtins_loaded = True
+        return out
+
+    def find(self, name: str) -> Optional[BotFunction]:
+        """Return the function called ``name`` (enabled or not), or None."""
+        with self._lock:
+            return self._functions.get(name)
+
+    def list(self, all: bool = False) -> List[BotFunction]:  # noqa: A002,A003 - NanoLLM's names
         """Return the enabled functions (or every registered one with ``all=True``)."""
-        with cls._lock:
-            return [f for f in cls._functions.values() if all or f.enabled]
+        with self._lock:
+            return [f for f in self._functions.values() if all or f.enabled]
 
-    @classmethod
-    def names(cls, all=False) -> List[str]:  # noqa: A002 - NanoLLM's name
+    def names(self, all: bool = False) -> List[str]:  # noqa: A002 - NanoLLM's name
         """Return the names of the enabled (or all) functions."""
-        return [f.name for f in cls.list(all=all)]
+        return [f.name for f in self.list(all=all)]
 
-    @classmethod
-    def filter(cls, filters: Union[str, Iterable[str]], mode: str = 'enable'):  # noqa: A003
+    def __iter__(self) -> Iterator[BotFunction]:
+        """Iterate over the enabled functions."""
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        """Return the number of enabled functions."""
+        return len(self.list())
+
+    def __contains__(self, name: object) -> bool:
+        """Return True when a function called ``name`` is registered."""
+        with self._lock:
+            return name in self._functions
+
+    def __getitem__(self, index: int) -> BotFunction:
+        """Return the ``index``-th registered function."""
+        return self.list(all=True)[index]
+
+    def __repr__(self) -> str:
+        """Return ``FunctionRegistry([names])``."""
+        return f'FunctionRegistry({self.names(all=True)})'
+
+    def filter(self, filters: Union[str, Iterable[str]],  # noqa: A003 - NanoLLM's name
+               mode: str = 'enable') -> List[BotFunction]:
         """
         Enable (``mode='enable'``) or disable the functions whose names match.
 
@@ -330,71 +223,42 @@ class BotFunctions:
         if isinstance(filters, str):
             filters = [filters]
         matched: List[BotFunction] = []
-        with cls._lock:
+        with self._lock:
             for pattern in filters or []:
-                hits = [f for f in cls._functions.values()
+                hits = [f for f in self._functions.values()
                         if fnmatch.fnmatchcase(f.name.lower(), str(pattern).lower())]
                 if not hits:
                     raise ValueError(f'no bot function matches {pattern!r}; registered: '
-                                     f'{", ".join(cls._functions) or "none"}')
+                                     f'{", ".join(self._functions) or "none"}')
                 for func in hits:
                     func.enabled = mode == 'enable'
                     if func not in matched:
                         matched.append(func)
         return matched
 
-    @classmethod
-    def find(cls, name: str, functions: Optional[Sequence[Any]] = None) -> Optional[BotFunction]:
+    def records(self, functions: Optional[Iterable[Any]] = None) -> List[FunctionRecord]:
         """
-        Find a function by name (in ``functions`` if given, else all registered ones).
+        Look up ``functions`` as records; by default the enabled functions of this registry.
 
-        Returns ``None`` when not found. ``functions`` may hold ``BotFunction`` records
-        or callables registered with ``@bot_function``.
+        Items may be records, callables registered as bot functions, or names of
+        functions in this registry. Raises ValueError for anything else.
         """
         if functions is None:
-            if not cls._loaded:
-                cls.load(test=False)
-            with cls._lock:
-                return cls._functions.get(name)
+            return list(self.list())
+        out: List[FunctionRecord] = []
         for func in functions:
-            record = cls._as_record(func)
-            if record is not None and record.name == name:
-                return record
-        return None
-
-    @classmethod
-    def _as_record(cls, func: Any) -> Optional[BotFunction]:
-        if isinstance(func, BotFunction):
-            return func
-        record = getattr(func, '__bot_function__', None)
-        if isinstance(record, BotFunction):
-            return record
-        if isinstance(func, str):
-            return cls.find(func)
-        return None
-
-    @classmethod
-    def records(cls, functions: Optional[Sequence[Any]] = None) -> List[BotFunction]:
-        """Look up each of ``functions`` as a ``BotFunction`` (default: ``BotFunctions()``)."""
-        if functions is None:
-            return cls()
-        out = []
-        for func in functions:
-            record = cls._as_record(func)
-            if record is None:
-                raise ValueError(f'{func!r} is not a bot function; register it with '
-                                 f'@bot_function or BotFunctions.register()')
-            out.append(record)
+            record = self.find(func) if isinstance(func, str) else None
+            out.extend([record] if record is not None else as_records([func]))
         return out
 
-    @classmethod
-    def tool_schemas(cls, functions: Optional[Sequence[Any]] = None) -> List[Dict[str, Any]]:
+    # ---- prompts -----------------------------------------------------------------------
+    def tool_schemas(self, functions: Optional[Iterable[Any]] = None) -> List[Dict[str, Any]]:
         """Return the OpenAI tool schemas of the given (default: enabled) functions."""
-        return [f.tool_schema() for f in cls.records(functions)]
+        return [f.tool_schema() for f in self.records(functions)]
 
-    @classmethod
-    def generate_docs(cls, prologue: Union[bool, str] = True, epilogue: Union[bool, str] = True,
-                      spec: str = 'python', functions: Optional[Sequence[Any]] = None) -> str:
+    def generate_docs(self, prologue: Union[bool, str] = True,
+                      epilogue: Union[bool, str] = True, spec: str = 'python',
+                      functions: Optional[Iterable[Any]] = None) -> str:
         """
         Collate the documentation of the enabled (or given) functions for the prompt.
 
@@ -407,7 +271,7 @@ class BotFunctions:
         """
         if spec not in SPECS:
             raise ValueError(f'unknown docs spec {spec!r}; use one of {", ".join(SPECS)}')
-        records = cls.records(functions)
+        records = self.records(functions)
         if not records:
             return ''
         if spec == 'python':
@@ -426,79 +290,45 @@ class BotFunctions:
         return _resolve_prose(prologue, JSON_PROLOGUE) + body + _resolve_prose(
             epilogue, JSON_EPILOGUE)
 
-    @classmethod
-    def register(cls, func: Callable[..., Any], name: Optional[str] = None,
-                 docs: Optional[str] = None, enabled: bool = True, **kwargs) -> BotFunction:
+    # ---- running -----------------------------------------------------------------------
+    def run_calls(self, text: str, functions: Optional[Iterable[Any]] = None
+                  ) -> List[Tuple[ToolCall, str]]:
         """
-        Register ``func`` as a bot function and return its record.
+        Run every complete function call in ``text``; return ``(ToolCall, result)`` pairs.
 
-        ``name`` defaults to the function's name and must be a Python identifier;
-        ``docs`` defaults to the docstring's first paragraph. Extra keyword arguments
-        set ``BotFunction`` fields (``arg_docs``, ``testable``, ``timeout``, ``source``,
-        ``signature``). Registering a name again replaces the old function.
+        In the order the calls appear; both python and template call syntax are found.
+        Bad calls give an ``'error: ...'`` result, never an exception.
         """
-        if not callable(func):
-            raise ValueError(f'bot function must be callable, got {func!r}')
-        name = name or getattr(func, '__name__', None)
-        if not name or not _NAME_RE.match(name):
-            raise ValueError(f'bot function name {name!r} must be a Python identifier '
-                             f'(letters, digits, underscore)')
-        arg_docs = dict(_arg_docs_from_docstring(getattr(func, '__doc__', None)))
-        arg_docs.update(kwargs.pop('arg_docs', None) or {})
-        if docs is None:
-            docs = _first_paragraph(getattr(func, '__doc__', None))
-        record = BotFunction(name=name, func=func, docs=' '.join(str(docs).split()),
-                             enabled=enabled, arg_docs=arg_docs, **kwargs)
-        with cls._lock:
-            cls._functions[name] = record
-        try:
-            func.__bot_function__ = record
-        except (AttributeError, TypeError):
-            pass  # builtins and bound methods cannot take attributes; lookup is by name
-        return record
+        records = self.records(functions)
+        return [(call, execute(call, records)) for call in find_calls(text or '', records)]
 
-    @classmethod
-    def unregister(cls, name: str) -> bool:
-        """Remove the function called ``name``; return False if there was none."""
-        with cls._lock:
-            return cls._functions.pop(name, None) is not None
-
-    @classmethod
-    def run(cls, text: str, template: Any = None,
-            functions: Optional[Sequence[Any]] = None) -> List[tuple]:
+    def run(self, text: str, template: Any = None,
+            functions: Optional[Iterable[Any]] = None) -> Optional[str]:
         """
-        Invoke every complete function call in ``text`` and return the results.
+        Run the function calls in ``text``; return their results as text, or None (NanoLLM).
 
-        Returns a list of ``(ToolCall, result_text)`` in the order the calls appear.
-        Bad calls give an error text, never an exception. ``template`` (a template name
-        or an object with ``.name``) is accepted for NanoLLM compatibility; both the
-        python and the template call syntax are always recognised.
+        Without ``template``: ``' '`` followed by the results (python style, inline).
+        With a ``template`` (name, dict or ``ChatTemplate``), a template-style call's
+        result is formatted as that template's tool response (chat-ml-tools: Hermes'
+        ``{"name": ..., "content": ...}``). :meth:`run_calls` gives the calls too.
         """
-        from .parsing import execute, find_calls
-        records = cls.records(functions)
-        return [(call, execute(call, records)) for call in find_calls(text, records)]
+        results = self.run_calls(text, functions)
+        if not results:
+            return None
+        if template is None:
+            return ' ' + ' '.join(result for _, result in results)
+        return '\n'.join(format_result(call, result, template) if call.style != 'python'
+                         else result for call, result in results)
 
-    @classmethod
-    def load(cls, test: bool = True) -> List[BotFunction]:
-        """Load the built-in functions by importing their module; test them if asked."""
-        importlib.import_module(__name__.rsplit('.', 1)[0] + '.builtins')
-        with cls._lock:
-            cls._loaded = True
-        if test:
-            cls.test()
-        return cls.list()
-
-    @classmethod
-    def test(cls, disable_on_error: bool = True, timeout: float = 5.0) -> bool:
+    def test(self, disable_on_error: bool = True, timeout: float = 5.0) -> bool:
         """
         Call each testable enabled function that needs no arguments.
 
         A function that raises or runs past ``timeout`` seconds is disabled (with
         ``disable_on_error``). Returns True if all tests passed, otherwise False.
         """
-        from .parsing import run_with_timeout
         passed = True
-        for func in cls.list():
+        for func in self.list():
             if not func.testable or func.required_args:
                 continue
             ok, _ = run_with_timeout(func.func, (), {}, timeout)
@@ -506,9 +336,148 @@ class BotFunctions:
                 passed = False
                 if disable_on_error:
                     func.enabled = False
-        with cls._lock:
-            cls._tested = True
+        self.tested = True
         return passed
+
+
+_DEFAULT = FunctionRegistry()  # changed only through the NanoLLM front below
+
+
+def default_registry() -> FunctionRegistry:
+    """Return the default registry that ``@bot_function`` and ``BotFunctions`` use."""
+    return _DEFAULT
+
+
+class _FrontMeta(type):
+    """Lets ``BotFunctions[n]`` index the default registry, as in NanoLLM."""
+
+    def __getitem__(cls, index: int) -> BotFunction:
+        return _DEFAULT[index]
+
+
+class BotFunctions(metaclass=_FrontMeta):
+    """
+    NanoLLM's manager of bot functions: a front over the default :class:`FunctionRegistry`.
+
+    Used like a list: ``BotFunctions()`` returns the enabled functions, and
+    ``BotFunctions[n]`` the n-th registered one; the classmethods manage the default
+    registry (``register``, ``unregister``, ``filter``, ``find``, ``generate_docs``,
+    ``run``, ``load``, ``test``). Code that wants its own set of functions makes a
+    :class:`FunctionRegistry` instead.
+    """
+
+    def __new__(cls, all=False, load=True, test=False):  # noqa: A002 - NanoLLM's name
+        """
+        Return the list of enabled functions (all of them with ``all=True``).
+
+        ``load=True`` registers the built-in functions first (once); ``test=True`` also
+        tests them (once).
+        """
+        if load and not _DEFAULT.builtins_loaded:
+            cls.load(test=test)
+        elif test and not _DEFAULT.tested:
+            cls.test()
+        return cls.list(all=all)
+
+    @staticmethod
+    def registry() -> FunctionRegistry:
+        """Return the default registry behind this front."""
+        return _DEFAULT
+
+    @classmethod
+    def len(cls) -> int:  # noqa: A003 - NanoLLM's name
+        """Return the number of all registered bot functions."""
+        return len(_DEFAULT.list(all=True))
+
+    @classmethod
+    def list(cls, all=False) -> List[BotFunction]:  # noqa: A002,A003 - NanoLLM's names
+        """Return the enabled functions (or every registered one with ``all=True``)."""
+        return _DEFAULT.list(all=all)
+
+    @classmethod
+    def names(cls, all=False) -> List[str]:  # noqa: A002 - NanoLLM's name
+        """Return the names of the enabled (or all) functions."""
+        return _DEFAULT.names(all=all)
+
+    @classmethod
+    def filter(cls, filters: Union[str, Iterable[str]], mode: str = 'enable'):  # noqa: A003
+        """Enable or disable the functions whose names match (see ``FunctionRegistry``)."""
+        return _DEFAULT.filter(filters, mode)
+
+    @classmethod
+    def find(cls, name: str, functions: Optional[Iterable[Any]] = None) -> Optional[BotFunction]:
+        """
+        Find a function by name (in ``functions`` if given, else all registered ones).
+
+        Returns ``None`` when not found; the built-ins are registered first if they were
+        not yet. ``functions`` may hold records or callables registered as bot functions.
+        """
+        if functions is None:
+            if not _DEFAULT.builtins_loaded:
+                cls.load(test=False)
+            return _DEFAULT.find(name)
+        for record in _DEFAULT.records(functions):
+            if record.name == name:
+                return record
+        return None
+
+    @classmethod
+    def records(cls, functions: Optional[Iterable[Any]] = None) -> List[FunctionRecord]:
+        """Look up each of ``functions`` as a record (default: ``BotFunctions()``)."""
+        return cls() if functions is None else _DEFAULT.records(functions)
+
+    @classmethod
+    def tool_schemas(cls, functions: Optional[Iterable[Any]] = None) -> List[Dict[str, Any]]:
+        """Return the OpenAI tool schemas of the given (default: enabled) functions."""
+        return _DEFAULT.tool_schemas(cls.records(functions))
+
+    @classmethod
+    def generate_docs(cls, prologue: Union[bool, str] = True, epilogue: Union[bool, str] = True,
+                      spec: str = 'python', functions: Optional[Iterable[Any]] = None) -> str:
+        """Collate the docs of the enabled (or given) functions (see ``FunctionRegistry``)."""
+        return _DEFAULT.generate_docs(prologue, epilogue, spec, cls.records(functions))
+
+    @classmethod
+    def register(cls, func: Callable[..., Any], name: Optional[str] = None,
+                 docs: Optional[str] = None, enabled: bool = True, **kwargs) -> Callable:
+        """
+        Register ``func`` in the default registry and return ``func`` (as NanoLLM does).
+
+        Its record is ``func.__bot_function__`` or ``BotFunctions.find(name)``; see
+        :meth:`FunctionRegistry.register` for the arguments.
+        """
+        _DEFAULT.register(func, name=name, docs=docs, enabled=enabled, **kwargs)
+        return func
+
+    @classmethod
+    def unregister(cls, name: str) -> bool:
+        """Remove the function called ``name``; return False if there was none."""
+        return _DEFAULT.unregister(name)
+
+    @classmethod
+    def run(cls, text: str, template: Any = None,
+            functions: Optional[Iterable[Any]] = None) -> Optional[str]:
+        """Run the calls in ``text``; return the results' text or None (NanoLLM's)."""
+        return _DEFAULT.run(text, template, cls.records(functions))
+
+    @classmethod
+    def run_calls(cls, text: str,
+                  functions: Optional[Iterable[Any]] = None) -> List[Tuple[ToolCall, str]]:
+        """Run the calls in ``text``; return ``(ToolCall, result)`` pairs."""
+        return _DEFAULT.run_calls(text, cls.records(functions))
+
+    @classmethod
+    def load(cls, test: bool = True) -> List[BotFunction]:
+        """Register the built-in functions (a user's function of the same name wins)."""
+        _DEFAULT.load_builtins()
+        if test:
+            cls.test()
+        return cls.list()
+
+    @classmethod
+    def test(cls, disable_on_error: bool = True, timeout: float = 5.0) -> bool:
+        """Test the enabled functions that need no arguments (see ``FunctionRegistry``)."""
+        return _DEFAULT.test(disable_on_error, timeout)
 
 
 def bot_function(func: Optional[Callable[..., Any]] = None, name: Optional[str] = None,
@@ -517,15 +486,16 @@ def bot_function(func: Optional[Callable[..., Any]] = None, name: Optional[str] 
     Decorate a function to expose it to the model (bare or with arguments).
 
     ``@bot_function`` or ``@bot_function(name='TIME', docs='...', enabled=False)``.
-    The function is returned unchanged (its record is ``func.__bot_function__``).
+    The function is returned unchanged (its record is ``func.__bot_function__``); it
+    goes into the default registry.
     """
     def decorate(f):
-        BotFunctions.register(f, name=name, docs=docs, enabled=enabled, **kwargs)
-        return f
+        return BotFunctions.register(f, name=name, docs=docs, enabled=enabled, **kwargs)
 
     if func is None:
         return decorate
     return decorate(func)
 
 
-__all__ = ['BotFunction', 'BotFunctions', 'bot_function']
+__all__ = ['BotFunction', 'BotFunctions', 'FunctionRegistry', 'bot_function',
+           'default_registry']

@@ -22,7 +22,7 @@ exactly the reply's tokens.
 """
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .parsing import CallDetector, execute, format_result, ToolCall
 
@@ -59,16 +59,19 @@ class FunctionHook:
         calls = self.detector.feed(stream.text, final=final)
         if not calls:
             return None
-        injected, records = '', []
+        tokens, records = [], []
+        tokenize = self.model.backend.tokenize
         for call in calls:
             result = execute(call, self.functions, timeout=self.timeout)
             # a template without a tool_response role gets the result inline, like python style
             turn = call.style != 'python' and self.template.has_role('tool_response')
             content = format_result(call, result, self.template) if turn or \
                 call.style == 'python' else f' -> {result}'
-            injected += self._tool_turn(content) if turn else content
+            # the result is plain text (never control tokens); only the turn markup is special
+            before, after = self._tool_turn(turn)
+            tokens += tokenize(before, special=True) + tokenize(content, special=False) + \
+                tokenize(after, special=True)
             records.append((call, result, content, turn))
-        tokens = self.model.backend.tokenize(injected, special=True)  # the turn markup
         start = len(stream.tokens)
         for call, result, content, turn in records:
             stream.calls.append(FunctionCall(call, result, start, start + len(tokens), content,
@@ -77,7 +80,9 @@ class FunctionHook:
         self.detector.skip(len(self.model.detokenize(list(stream.tokens) + tokens)))
         return tokens
 
-    def _tool_turn(self, content: str) -> str:
-        """Close the bot turn, add the tool_response turn, and reopen the bot turn."""
+    def _tool_turn(self, turn: bool) -> Tuple[str, str]:
+        """Return the markup before and after a result: a tool_response turn, or nothing."""
+        if not turn:
+            return '', ''
         bot, tool, reopen = self.template.affixes(['bot', 'tool_response', 'bot'])
-        return bot[1] + tool[0] + content + tool[1] + reopen[0]
+        return bot[1] + tool[0], tool[1] + reopen[0]

@@ -334,3 +334,27 @@ def test_definitions_are_not_calls():
         assert [c.raw for c in calls] == ['set_lamp(True)']
     finally:
         BotFunctions.unregister('set_lamp')
+
+
+def test_json_arguments_are_bounded_in_depth_and_size():
+    # issue 11 item 1: 1000 nested '[' made json.loads raise RecursionError, which escaped
+    for depth in (1000, 5000):
+        call = parse_json_call('TIME', '[' * depth + ']' * depth)
+        assert call.error and 'nested deeper' in call.error
+        assert execute(call, FUNCS).startswith('error: ')
+        deep_obj = '{"a": ' * depth + '1' + '}' * depth
+        assert 'nested deeper' in parse_json_call('TIME', deep_obj).error
+    huge = '{"text": "' + 'x' * (parsing.MAX_JSON_CHARS + 1) + '"}'
+    assert 'longer than' in parse_json_call('echo', huge).error
+    # brackets inside strings do not count; ordinary arguments still work
+    fine = parse_json_call('echo', json.dumps({'text': '[' * 500}))
+    assert fine.error is None and execute(fine, FUNCS) == 'echo: ' + '[' * 500
+    assert parse_json_call('move', '{"distance": [[[1]]]}').error is None
+    # the same bound holds for tool calls found in model output
+    text = '<tool_call>{"name": "echo", "arguments": ' + '[' * 3000 + '}</tool_call>'
+    [call] = find_calls(text, FUNCS)
+    assert call.error and 'nested deeper' in call.error
+    inner = json.dumps('[' * 1000 + ']' * 1000)
+    [call] = find_calls('<tool_call>{"name": "echo", "arguments": ' + inner + '}</tool_call>',
+                        FUNCS)
+    assert call.error and 'nested deeper' in call.error

@@ -11,35 +11,56 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of the bot function registry: decorator, filter, docs, test(), run(), threads."""
+"""
+Tests of the bot function registries: registry objects, NanoLLM's front, docs, test(), run().
 
+Most tests use their own ``FunctionRegistry``; the tests of the NanoLLM front
+(``@bot_function``, ``BotFunctions``) use the default registry and restore it.
+"""
+
+import ast
 from datetime import datetime
+import functools
 import json
+import os
 import re
 import threading
 from typing import Optional
 
 import pytest
 
-from ros2_nano_llm.functions import bot_function, BotFunction, BotFunctions
+from ros2_nano_llm.functions import bot_function, BotFunction, BotFunctions, FunctionRegistry
+from ros2_nano_llm.functions import registry as registry_module
 
 
 @pytest.fixture
 def registry():
-    """Give a test the global registry and put it back as it was afterwards."""
-    BotFunctions.load(test=False)
-    before = {f.name: (f, f.enabled) for f in BotFunctions.list(all=True)}
+    """Give a test its own registry object holding the built-ins."""
+    reg = FunctionRegistry()
+    reg.load_builtins()
+    return reg
+
+
+@pytest.fixture
+def front():
+    """Give a test NanoLLM's front; put the default registry back as it was afterwards."""
+    default = registry_module.default_registry()
+    before = {f.name: (f, f.enabled) for f in default.list(all=True)}
+    loaded = default.builtins_loaded
     yield BotFunctions
-    for func in BotFunctions.list(all=True):
+    for func in default.list(all=True):
         if func.name not in before or before[func.name][0] is not func:
-            BotFunctions.unregister(func.name)
+            default.unregister(func.name)
     for name, (func, enabled) in before.items():
         func.enabled = enabled
-        if BotFunctions.find(name) is None:
-            BotFunctions.register(func.func, name=name, docs=func.docs, enabled=enabled)
+        if default.find(name) is None:
+            default.add(func)
+    default.builtins_loaded = loaded
 
 
-def test_decorator_bare_and_with_arguments(registry):
+def test_decorator_bare_and_with_arguments(front):
+    registry = front
+
     def t_bare(x: int, y: float = 2.5, label: Optional[str] = None):
         return x + y
 
@@ -74,7 +95,8 @@ def test_decorator_bare_and_with_arguments(registry):
     assert registry.find('t_named') is None
 
 
-def test_call_returns_enabled_list_and_loads_builtins(registry):
+def test_call_returns_enabled_list_and_loads_builtins(front):
+    registry = front
     funcs = BotFunctions()
     assert isinstance(funcs, list)
     names = [f.name for f in funcs]
@@ -95,26 +117,26 @@ def test_builtins_give_the_real_date_and_time(registry):
     assert date.docs == 'Returns the current date.'
     assert time_.docs == 'Returns the current time.'
     now = datetime.now()
-    assert date() == f'{now:%A}, {now:%B} {now.day} {now.year}'
-    assert re.fullmatch(r'(1[0-2]|[1-9]):[0-5]\d (AM|PM)', time_())
+    assert date.func() == f'{now:%A}, {now:%B} {now.day} {now.year}'
+    assert re.fullmatch(r'(1[0-2]|[1-9]):[0-5]\d (AM|PM)', time_.func())
 
 
 def test_filter_really_toggles(registry):
-    @bot_function
     def t_ros_a():
         """Do A."""
 
-    @bot_function
     def t_ros_b():
         """Do B."""
 
+    registry.register(t_ros_a)
+    registry.register(t_ros_b)
     matched = registry.filter('t_ros_*', mode='disable')
     assert sorted(f.name for f in matched) == ['t_ros_a', 't_ros_b']
-    enabled = [f.name for f in BotFunctions()]
+    enabled = [f.name for f in registry]
     assert 't_ros_a' not in enabled and 't_ros_b' not in enabled
     assert 't_ros_a' not in registry.generate_docs()
     registry.filter(['T_ROS_B'], mode='enable')       # case-insensitive name
-    enabled = [f.name for f in BotFunctions()]
+    enabled = [f.name for f in registry]
     assert 't_ros_b' in enabled and 't_ros_a' not in enabled
     assert 't_ros_b()' in registry.generate_docs()
     with pytest.raises(ValueError, match='no bot function matches'):
@@ -123,7 +145,9 @@ def test_filter_really_toggles(registry):
         registry.filter('t_ros_a', mode='toggle')
 
 
-def test_find_in_given_functions(registry):
+def test_find_in_given_functions(front):
+    registry = front
+
     @bot_function
     def t_find():
         """F."""
@@ -143,7 +167,7 @@ def test_generate_docs_python(registry):
         Args:
             distance: metres to drive.
         """
-    bot_function(t_move)
+    registry.register(t_move)
 
     date = registry.find('DATE')
     move = registry.find('t_move')
@@ -164,9 +188,10 @@ def test_generate_docs_python(registry):
 
 
 def test_generate_docs_json_and_openai(registry):
-    @bot_function
     def t_lights(on: bool):
         """Switch the lights."""
+
+    registry.register(t_lights)
 
     funcs = [registry.find('DATE'), registry.find('t_lights')]
     openai = json.loads(registry.generate_docs(spec='openai', functions=funcs))
@@ -191,7 +216,7 @@ def test_register_validates_and_unregister(registry):
     with pytest.raises(ValueError, match='callable'):
         registry.register('not callable', name='x')
     record = registry.register(lambda: 'ok', name='t_lambda', docs='Say ok.')
-    assert registry.find('t_lambda') is record and record() == 'ok'
+    assert registry.find('t_lambda') is record and record.func() == 'ok'
     assert registry.unregister('t_lambda') is True
     assert registry.find('t_lambda') is None
     assert registry.unregister('t_lambda') is False
@@ -200,24 +225,24 @@ def test_register_validates_and_unregister(registry):
 def test_test_disables_failing_functions(registry):
     calls = []
 
-    @bot_function
+    @registry.register
     def t_ok():
         """Works."""
         calls.append('ok')
         return 'fine'
 
-    @bot_function
+    @registry.register
     def t_broken():
         """Fails."""
         calls.append('broken')
         raise RuntimeError('no sensor')
 
-    @bot_function
+    @registry.register
     def t_needs_args(x: int):
         """Needs an argument, so it is not tested."""
         calls.append('args')
 
-    @bot_function(testable=False)
+    @functools.partial(registry.register, testable=False)
     def t_side_effect():
         """Move the robot; never called by test()."""
         calls.append('side effect')
@@ -227,13 +252,13 @@ def test_test_disables_failing_functions(registry):
     assert 'args' not in calls and 'side effect' not in calls
     assert not registry.find('t_broken').enabled
     assert registry.find('t_ok').enabled and registry.find('t_needs_args').enabled
-    assert 't_broken' not in [f.name for f in BotFunctions()]
+    assert 't_broken' not in [f.name for f in registry]
     registry.unregister('t_broken')
     assert registry.test() is True           # everything left passes
 
 
 def test_test_without_disabling(registry):
-    @bot_function
+    @registry.register
     def t_broken2():
         """Fails."""
         raise ValueError('x')
@@ -243,7 +268,7 @@ def test_test_without_disabling(registry):
 
 
 def test_run_executes_every_call(registry):
-    @bot_function
+    @registry.register
     def t_add(a: int, b: int = 0):
         """Add two numbers."""
         return a + b
@@ -251,13 +276,13 @@ def test_run_executes_every_call(registry):
     text = ('Sum: t_add(2, b=3) and again t_add(1). Then '
             '<tool_call>{"name": "t_add", "arguments": {"a": 10}}</tool_call> and '
             '<tool_call>{"name": "nope", "arguments": {}}</tool_call>')
-    results = registry.run(text)
+    results = registry.run_calls(text)
     assert [(c.name, r) for c, r in results] == [
         ('t_add', '5'), ('t_add', '1'), ('t_add', '10'),
         ('nope', results[3][1])]
     assert results[3][1].startswith("error: unknown function 'nope'; available: ")
     # only the given functions are callable
-    only = registry.run('t_add(1, 1) DATE()', functions=[registry.find('DATE')])
+    only = registry.run_calls('t_add(1, 1) DATE()', functions=[registry.find('DATE')])
     assert [c.name for c, _ in only] == ['DATE']
 
 
@@ -303,3 +328,103 @@ def test_thread_safety_smoke(registry):
         t.join(30)
     assert not errors
     assert not [f for f in registry.list(all=True) if f.name.startswith('t_thread_')]
+
+
+# ---- NanoLLM fidelity (issue 13 items 1 and 10) and registry objects (issue 14 item 2) ----
+
+def test_a_users_function_wins_over_the_builtin_whatever_the_order(front):
+    default = registry_module.default_registry()
+    default.unregister('DATE')
+    default.builtins_loaded = False
+
+    @bot_function
+    def DATE():  # noqa: N802 - the model calls it by this name
+        """Return my date."""
+        return 'mine'
+
+    front.generate_docs()                     # loads the built-ins lazily: must not replace it
+    assert front.find('DATE').func is DATE
+    assert front.find('DATE')('DATE()') == 'mine'
+    front.load(test=False)                    # nor does loading them again
+    assert front.find('DATE').func is DATE
+
+    # registered after the built-ins: the user's wins too
+    reg = FunctionRegistry()
+    reg.load_builtins()
+
+    def TIME():  # noqa: N802 - the model calls it by this name
+        return 'teatime'
+
+    reg.register(TIME)
+    reg.load_builtins()
+    assert reg.find('TIME').func is TIME and reg.run('TIME()') == ' teatime'
+
+
+def test_front_returns_what_nanollm_returns(front):
+    def SQRT(x: float):  # noqa: N802 - the model calls it by this name
+        """Return the square root of x."""
+        return str(x ** 0.5)
+
+    assert front.register(SQRT) is SQRT                       # the function, not a record
+    assert isinstance(SQRT.__bot_function__, BotFunction)
+    sqrt = front.find('SQRT')
+    assert sqrt('The root: SQRT(64)') == '8.0'                 # items run on model text
+    assert sqrt('no call here') is None
+    assert front.run('Let me see: SQRT(64)') == ' 8.0'         # the results' text ...
+    assert front.run('nothing to run') is None                 # ... or None
+    assert front.run('<tool_call>{"name": "SQRT", "arguments": {"x": 9}}</tool_call>',
+                     template='chat-ml-tools') == '{"name": "SQRT", "content": "3.0"}'
+    [(call, result)] = front.run_calls('SQRT(4)')               # the richer form
+    assert call.name == 'SQRT' and result == '2.0'
+    assert front()[0] is front.list()[0]                        # BotFunctions()[0]
+    assert front[0] is front.list(all=True)[0]                  # BotFunctions[0]
+    assert isinstance(front(), list)
+
+
+def test_registries_are_independent_objects(front):
+    before = [f.name for f in front.list(all=True)]
+    one, two = FunctionRegistry(), FunctionRegistry()
+
+    def LIGHTS(on: bool):  # noqa: N802 - the model calls it by this name
+        """Switch the lights."""
+        return 'lights on' if on else 'lights off'
+
+    record = one.register(LIGHTS, docs='Lights.')
+    assert isinstance(record, BotFunction) and record.docs == 'Lights.'
+    assert two.register(LIGHTS, name='LAMP').name == 'LAMP'
+    assert one.names() == ['LIGHTS'] and two.names() == ['LAMP']
+    assert 'LIGHTS' in one and 'LIGHTS' not in two and len(one) == 1
+    assert [f.name for f in front.list(all=True)] == before    # the default is untouched
+    one.load_builtins(['TIME'])
+    assert one.names() == ['LIGHTS', 'TIME']
+    with pytest.raises(ValueError, match="no built-in function 'NOPE'"):
+        one.load_builtins(['NOPE'])
+    assert FunctionRegistry([LIGHTS]).names() == ['LIGHTS']
+    # a registry is passed where a list of functions is taken: its enabled ones
+    from ros2_nano_llm.functions import CallDetector, execute, find_calls
+    [call] = find_calls('LIGHTS(True)', one)
+    assert execute(call, one) == 'lights on'
+    assert CallDetector(one).feed('TIME(', final=False) == []
+    one.filter('LIGHTS', mode='disable')
+    assert execute(call, one).startswith("error: unknown function 'LIGHTS'")
+
+
+def test_functions_package_has_no_import_cycle():
+    # every import between the package's modules, lazy ones inside functions included
+    folder = os.path.dirname(registry_module.__file__)
+    graph = {}
+    for name in os.listdir(folder):
+        if not name.endswith('.py') or name == '__init__.py':
+            continue
+        with open(os.path.join(folder, name), encoding='utf-8') as f:
+            tree = ast.parse(f.read())
+        graph[name[:-3]] = {node.module.split('.')[0] for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and node.level == 1 and
+                            node.module}
+    assert 'registry' not in graph['parsing'] and 'registry' not in graph['record']
+
+    def reaches(start, target, seen=()):
+        return any(n == target or (n not in seen and reaches(n, target, seen + (n,)))
+                   for n in graph.get(start, ()))
+    cycles = [m for m in graph if reaches(m, m)]
+    assert not cycles, graph

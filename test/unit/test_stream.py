@@ -50,7 +50,8 @@ def test_pieces_concatenate_and_never_split_characters(tokenizer, text):
     threading.Thread(target=worker).start()
     pieces = list(stream)
     assert ''.join(pieces) == stream.text == tokenizer.decode(ids)
-    assert all('\ufffd' not in p and p for p in pieces)
+    # only a closing piece (the end came after the last text was read) may be empty
+    assert all('\ufffd' not in p for p in pieces) and all(pieces[:-1])
     assert stream.eos and stream.tokens == ids
 
 
@@ -94,8 +95,8 @@ def test_stop_flag_and_repeated_iteration_end(tokenizer):
     stream.stop()
     assert stream.stopped
     stream.end(reason='stopped')
-    assert list(stream) == [] and list(stream) == []
-    assert not stream.eos and stream.stop_reason == 'stopped'
+    assert list(stream) == [''] and list(stream) == []   # the closing piece, once
+    assert stream.eos and stream.stop_reason == 'stopped'
 
 
 def test_done_is_true_once_iteration_has_ended(tokenizer):
@@ -111,3 +112,76 @@ def test_done_is_true_once_iteration_has_ended(tokenizer):
     threading.Thread(target=stream.end, kwargs={'eos': True, 'reason': 'eos'}).start()
     assert ''.join(stream) == 'Hi'
     assert stream.done and stream.eos
+
+
+def _reference_loop(stream):
+    """Run NanoLLM's loop (a blank line after the piece that has ``eos``); return the output."""
+    out = []
+    for piece in stream:
+        out.append(piece + ('\n\n' if stream.eos else ''))
+    return ''.join(out)
+
+
+@pytest.mark.parametrize('reason', ['eos', 'stop', 'length', 'stopped'])
+def test_eos_is_true_on_the_last_piece_whatever_ended_it(tokenizer, reason):
+    # issue 13 item 2: eos was never True while iterating, and False after max_new_tokens
+    text = 'Hello world, this is a robot.'
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    # the reader waits for each token (the end comes after the last piece was read) ...
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    reached = []
+
+    def worker():
+        for t in ids:
+            stream.put(t)
+            while len(reached) < len(stream.tokens) and not stream.done:
+                time.sleep(0.001)
+        stream.end(reason=reason)
+    thread = threading.Thread(target=worker)
+    seen = []
+    thread.start()
+    for piece in stream:
+        seen.append((piece, stream.eos))
+        reached.extend([None] * (len(stream.tokens) - len(reached)))
+    thread.join(5)
+    assert [eos for _, eos in seen] == [False] * (len(seen) - 1) + [True]
+    assert ''.join(p for p, _ in seen) == text and stream.stop_reason == reason
+    # ... or the worker has finished before the reader starts: eos on the last text piece
+    early = StreamingResponse(detok(tokenizer), timeout=5)
+    for t in ids:
+        early.put(t)
+    early.end(reason=reason)
+    pieces = []
+    for piece in early:
+        pieces.append((piece, early.eos))
+    assert pieces[-1][1] and pieces[-1][0] and not any(eos for _, eos in pieces[:-1])
+
+
+def test_reference_loop_ends_each_reply_with_one_blank_line(tokenizer):
+    ids = tokenizer.encode('One two three four.', add_special_tokens=False)
+    for delay in (0.0, 0.002):
+        stream = StreamingResponse(detok(tokenizer), timeout=5)
+
+        def worker():
+            for t in ids:
+                stream.put(t)
+                time.sleep(delay)
+            time.sleep(0.02)  # e.g. the forward pass that samples the stop token
+            stream.end(eos=True, reason='eos')
+        threading.Thread(target=worker).start()
+        out = _reference_loop(stream)
+        assert out == 'One two three four.\n\n'
+
+
+def test_eos_without_a_reader_and_after_an_error(tokenizer):
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    stream.put(tokenizer.encode('Hi', add_special_tokens=False)[0])
+    assert not stream.eos and stream.stop_reason is None      # still running
+    stream.end(reason='length')
+    assert stream.eos and stream.wait() == 'Hi'                # nobody iterates: ended is eos
+    failed = StreamingResponse(detok(tokenizer), timeout=5)
+    failed.put(tokenizer.encode('Hi', add_special_tokens=False)[0])
+    failed.end(reason='error', error=ValueError('boom'))
+    assert next(failed) == 'Hi' and not failed.eos            # the error is still to come
+    with pytest.raises(RuntimeError, match='boom'):
+        next(failed)
