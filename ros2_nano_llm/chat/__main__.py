@@ -53,7 +53,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                 description=__doc__.split('\n')[0])
     p.add_argument('--model', default='default',
                    help="model directory, .gguf file, hub id, or 'default' (SmolLM2-135M)")
-    p.add_argument('--api', default='hf', help='backend: hf, llama_cpp, mlc, openai')
+    p.add_argument('--api', default='auto',
+                   help='backend: auto (llama_cpp for a .gguf model where installed, else hf), '
+                   'hf, llama_cpp, mlc, openai')
     p.add_argument('--quantization', default=None, help='backend-specific quantization')
     p.add_argument('--max-context-len', type=int, default=None, help='cap the context window')
     p.add_argument('--n-threads', type=int, default=None, help='llama_cpp: CPU threads')
