@@ -46,6 +46,7 @@ class GenerationJob:
     reply_prefix: Sequence[int] = ()   # tokens the reply must start with
     submitted: float = field(default_factory=time.perf_counter)
     seed: Optional[int] = None
+    constraint: Any = None  # mask(logits), advance(token), done(): a grammar (constraints.py)
 
 
 def prefill(backend: Backend, cache: KVCache, inputs: Inputs) -> torch.Tensor:
@@ -113,6 +114,8 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         i = 0
         while i < job.max_new_tokens:
             banned = job.stop_ids if i < job.min_new_tokens else ()
+            if job.constraint is not None and not job.constraint.done():
+                logits = job.constraint.mask(logits)
             token = sample(logits, params, context, banned, generator)
             i += 1
             if token in job.stop_ids:
@@ -126,6 +129,8 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
                 reason = 'length'
                 continue
             stream.put(token)
+            if job.constraint is not None and not job.constraint.done():
+                job.constraint.advance(token)
             if first_token_at is None:
                 first_token_at = time.perf_counter()
             if stream.stopped:

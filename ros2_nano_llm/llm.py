@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .chat.stream import StreamingResponse
+from .constraints import Grammars
 from .generation import GenerationJob, run
 from .models import get_backend
 from .models.base import Backend, Inputs, KVCache
@@ -44,6 +45,7 @@ class NanoLLM:
         self._jobs: 'queue.Queue[Optional[GenerationJob]]' = queue.Queue()
         self._worker: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self.grammars = Grammars(backend)  # tool_choice / response_format constraints
 
     @staticmethod
     def from_pretrained(model: str, api: Optional[str] = None, quantization: Optional[str] = None,
@@ -112,6 +114,7 @@ class NanoLLM:
                  kv_cache: Optional[KVCache] = None, functions: Any = None,
                  template: Any = None, reply_prefix: Optional[str] = None,
                  seed: Optional[int] = None, timeout: Optional[float] = 300.0,
+                 tool_choice: Optional[str] = None, response_format: Optional[dict] = None,
                  **kwargs) -> Union[StreamingResponse, str]:
         """
         Generate a reply to ``inputs`` after what ``kv_cache`` holds.
@@ -119,7 +122,14 @@ class NanoLLM:
         ``inputs`` is text, token ids or an ``Inputs`` (from ``ChatHistory.embed_chat()``).
         ``functions`` (bot functions) run when the reply calls them; their results are fed
         back in the ``template``'s format (default: the model's). ``reply_prefix`` is text
-        the reply must start with; ``seed`` makes sampling repeatable. Returns a
+        the reply must start with; ``seed`` makes sampling repeatable. ``tool_choice``
+        (OpenAI's meanings; hf and llama_cpp constrain the calls with a grammar): ``'auto'``
+        (default: free text, a call the model starts is completed validly), ``'required'``
+        (the reply starts with a call), a function's name (that one is called) or
+        ``'none'`` (no calls). ``response_format`` constrains the reply to a JSON schema
+        (``{'type': 'json_schema', 'json_schema': {'schema': ...}}``), a regex
+        (``{'type': 'regex', 'regex': ...}``) or a Lark grammar (``{'type': 'grammar',
+        'grammar': ...}``). Returns a
         ``StreamingResponse`` that fills from the model's worker thread, or the finished
         text when ``streaming=False``.
         """
@@ -133,13 +143,15 @@ class NanoLLM:
         stream = StreamingResponse(self.detokenize, timeout=timeout, kv_cache=cache)
         stop_ids, stop_sequences = self._stop_tokens(stop_tokens)
         hook = None
-        if functions:
+        if functions and tool_choice != 'none':
             from .functions.streaming import FunctionHook
             hook = FunctionHook(self, functions, template)
         prefix = self.backend.tokenize(reply_prefix) if reply_prefix else []
+        constraint = self.grammars.constraint(hook, functions, tool_choice, response_format,
+                                              stop_ids, prefix)
         self._submit(GenerationJob(
             prompt, cache, stream, params, max_new_tokens, min_new_tokens, stop_ids,
-            stop_sequences, hook, prefix, seed=seed))
+            stop_sequences, hook, prefix, seed=seed, constraint=constraint))
         return stream if streaming else stream.wait()
 
     def _to_inputs(self, inputs: InputLike) -> Inputs:

@@ -1,0 +1,254 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Grammar-constrained decoding for the logits backends (hf, llama_cpp), built on llguidance.
+
+A :class:`Constraint` is what the generation loop consults for each token::
+
+    logits = constraint.mask(logits)   # tokens the grammar forbids -> -inf, before sampling
+    constraint.advance(token)          # after the token is accepted
+    constraint.done()                  # True: it no longer restricts anything (skip it)
+
+``done()`` never ends the reply: it says the loop may stop masking (a ``'required'`` call
+that ran; the reply then goes on freely). A finished grammar (a complete JSON reply)
+allows only the stop tokens, so the model ends the reply itself.
+
+:class:`Grammars` (one per ``NanoLLM``) holds llguidance's view of the vocabulary (built
+once, about a second) and turns ``generate()``'s ``tool_choice`` and ``response_format``
+into a constraint, raising ``ValueError`` for an unknown function name, a bad schema or
+grammar.
+"""
+
+import json
+import threading
+from typing import Any, Dict, List, Optional, Sequence
+import warnings
+
+import numpy as np
+import torch
+
+from .functions.grammar import call_grammar, call_syntax, response_grammar, SYNTAXES
+from .functions.parsing import PYTHON_TAG, TOOL_CALL_OPEN
+
+TOOL_CHOICES = ('auto', 'required', 'none')
+
+
+class Constraint:
+    """
+    One reply's grammar state: masks logits, follows the accepted tokens.
+
+    ``after_call`` is what happens once a call the grammar produced has run and its
+    result joined the reply: ``'release'`` (stop constraining: ``'required'``) or
+    ``'restart'`` (free text with constrained calls again: ``'auto'``).
+    """
+
+    def __init__(self, tokenizer: Any, grammar: str, vocab_size: int,
+                 stop_ids: Sequence[int] = (), after_call: str = 'release',
+                 prefix: Sequence[int] = ()):
+        import llguidance
+        self._matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+        if self._matcher.is_error():
+            raise ValueError(f'bad grammar: {self._matcher.get_error()}')
+        self.vocab_size = int(vocab_size)
+        self._words = np.zeros((1, (self.vocab_size + 31) // 32), dtype=np.int32)  # (1, V/32)
+        self._stop = torch.tensor([t for t in stop_ids if 0 <= t < self.vocab_size],
+                                  dtype=torch.long)
+        self._after_call = after_call
+        self._done = False
+        self.tokens: List[int] = []  # the tokens the grammar followed
+        if prefix and self._matcher.try_consume_tokens(list(prefix)) < len(prefix):
+            self._matcher.reset()  # a reply_prefix outside the grammar: it starts after it
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """Return ``logits`` (V,) with every token the grammar forbids set to -inf."""
+        if self._done:
+            return logits
+        import llguidance.numpy
+        llguidance.numpy.fill_next_token_bitmask(self._matcher, self._words)
+        bits = np.unpackbits(self._words.view(np.uint8), bitorder='little')  # (V',) 0/1
+        allowed = torch.from_numpy(bits[:self.vocab_size].view(np.bool_))  # (V,)
+        if self._matcher.is_accepting() and len(self._stop):
+            allowed = allowed.clone()
+            allowed[self._stop] = True  # the template's stop tokens end a finished reply
+        n = min(len(logits), self.vocab_size)
+        out = torch.full_like(logits, float('-inf'))
+        out[:n] = logits[:n].masked_fill(~allowed[:n], float('-inf'))
+        return out
+
+    def advance(self, token: int) -> None:
+        """Follow the accepted ``token``; raises ``RuntimeError`` if the grammar forbids it."""
+        if self._done:
+            return
+        if not self._matcher.consume_token(int(token)):
+            raise RuntimeError(f'token {token} breaks the grammar: {self._matcher.get_error()}')
+        self.tokens.append(int(token))
+
+    def done(self) -> bool:
+        """Return True once the constraint no longer restricts decoding."""
+        return self._done
+
+    def call_ran(self) -> None:
+        """Note that a call ran and its result joined the reply (the function hook says so)."""
+        if self._after_call == 'release':
+            self._done = True
+        else:
+            self._matcher.reset()  # injected text is not model output: free text again
+
+    @property
+    def accepting(self) -> bool:
+        """Return True when the text so far is a complete match of the grammar."""
+        return self._matcher.is_accepting()
+
+
+class Grammars:
+    """
+    Compile ``tool_choice`` / ``response_format`` into constraints for one backend.
+
+    The llguidance tokenizer is built from the backend's vocabulary on first use (a
+    transformers tokenizer for ``api='hf'``, llama.cpp's vocabulary for ``'llama_cpp'``).
+    """
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self._tokenizer = None
+        self._special: Dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> Any:
+        """Return llguidance's tokenizer for this backend (built once)."""
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = _llg_tokenizer(self.backend)
+            return self._tokenizer
+
+    def constraint(self, hook: Any, functions: Any, tool_choice: Optional[str],
+                   response_format: Optional[Dict[str, Any]], stop_ids: Sequence[int],
+                   prefix: Sequence[int] = ()) -> Optional[Constraint]:
+        """
+        Return the constraint of one reply, or None when nothing is constrained.
+
+        ``hook`` is the reply's function hook (None without functions or with
+        ``tool_choice='none'``); it tells the constraint when a call ran. ``prefix`` (the
+        reply prefix's tokens) is followed when the grammar allows it (a call the prefix
+        opens is completed validly), else the grammar starts after it.
+        """
+        records = list(hook.functions) if hook is not None else []
+        choice = _check_tool_choice(tool_choice, functions, records)
+        engine = getattr(self.backend, 'runs_generation', False)
+        if response_format is not None:
+            if choice not in ('auto', 'none'):
+                raise ValueError(f'tool_choice={tool_choice!r} and response_format cannot both '
+                                 'shape one reply; drop one of them')
+            if engine:
+                raise NotImplementedError(
+                    f"api='{self.backend.name}' samples on its engine, where response_format "
+                    "is not passed on yet; use api='hf' or 'llama_cpp' for structured output")
+            return Constraint(self.tokenizer, self._response_grammar(response_format),
+                              self._vocab_size(), stop_ids, prefix=prefix)
+        if hook is None or choice == 'none':
+            return None
+        if engine:
+            if choice != 'auto':
+                raise NotImplementedError(
+                    f"api='{self.backend.name}' samples on its engine, where tool_choice="
+                    f"{tool_choice!r} cannot be enforced; use api='hf' or 'llama_cpp'")
+            return None  # calls are detected in the engine's text as before
+        if choice == 'auto':
+            grammar = call_grammar(records, 'python', True, self._special_triggers())
+            constraint = Constraint(self.tokenizer, grammar, self._vocab_size(), stop_ids,
+                                    after_call='restart', prefix=prefix)
+        else:
+            chosen = records if choice == 'required' else [
+                r for r in records if r.name == choice]
+            grammar = call_grammar(chosen, call_syntax(hook.template), False,
+                                   self._special_triggers())
+            constraint = Constraint(self.tokenizer, grammar, self._vocab_size(), stop_ids,
+                                    prefix=prefix)
+        hook.constraint = constraint
+        return constraint
+
+    def _vocab_size(self) -> int:
+        return int(self.backend.config.vocab_size)
+
+    def _special_triggers(self) -> List[str]:
+        """Return the call openings that are one special token of this vocabulary."""
+        out = []
+        for trigger in (TOOL_CALL_OPEN, PYTHON_TAG):
+            if trigger not in self._special:
+                tok = self.tokenizer
+                ids = tok.tokenize_str(trigger, parse_special=True)
+                self._special[trigger] = len(ids) == 1 and tok.is_special_token(ids[0])
+            if self._special[trigger]:
+                out.append(trigger)
+        return out
+
+    def _response_grammar(self, response_format: Dict[str, Any]) -> str:
+        import llguidance
+        kind, text = response_grammar(response_format)
+        try:
+            if kind == 'json_schema':
+                grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                    json.dumps(text), defaults={'whitespace_flexible': False})
+            elif kind == 'regex':
+                grammar = llguidance.LLMatcher.grammar_from_regex(text)
+            else:
+                grammar = llguidance.grammar_from('grammar', text)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f'bad response_format {kind}: {error}') from None
+        error = llguidance.LLMatcher.validate_grammar(grammar, self.tokenizer)
+        if error:
+            raise ValueError(f'bad response_format {kind}: {error}')
+        return grammar
+
+
+def _check_tool_choice(tool_choice: Optional[str], functions: Any,
+                       records: Sequence[Any]) -> str:
+    """Return the effective tool choice; raise ``ValueError`` for one that cannot apply."""
+    if isinstance(tool_choice, dict):  # OpenAI's {'type': 'function', 'function': {'name'}}
+        tool_choice = (tool_choice.get('function') or {}).get('name')
+    if tool_choice is None:
+        return 'auto'
+    if not isinstance(tool_choice, str) or not tool_choice:
+        raise ValueError(f"tool_choice must be 'auto', 'required', 'none' or a function's "
+                         f'name, got {tool_choice!r}')
+    if tool_choice in ('auto', 'none'):
+        return tool_choice
+    names = [r.name for r in records]
+    if not functions:
+        raise ValueError(f'tool_choice={tool_choice!r} needs functions= (none were given)')
+    if tool_choice == 'required' or tool_choice in names:
+        return tool_choice
+    raise ValueError(f'tool_choice={tool_choice!r} is not one of the functions given '
+                     f"({', '.join(names)}) nor 'auto', 'required' or 'none'")
+
+
+def _llg_tokenizer(backend: Any) -> Any:
+    """Build llguidance's tokenizer from a backend's vocabulary."""
+    n_vocab = int(backend.config.vocab_size)
+    eos = list(backend.config.eos_token_ids) or None
+    if backend.name == 'hf':
+        import llguidance.hf
+        return llguidance.hf.from_tokenizer(backend.tokenizer, n_vocab=n_vocab, eos_token=eos)
+    if backend.name == 'llama_cpp':
+        import llguidance.llamacpp
+        with warnings.catch_warnings():  # it reads token attributes by a deprecated name
+            warnings.simplefilter('ignore', DeprecationWarning)
+            return llguidance.llamacpp.lltokenizer_from_vocab(backend.llm._model.vocab,
+                                                              n_vocab=n_vocab, eos_token=eos)
+    raise NotImplementedError(f"api='{backend.name}' has no constrained decoding; use "
+                              "api='hf' or 'llama_cpp'")
+
+
+__all__ = ['Constraint', 'Grammars', 'SYNTAXES', 'TOOL_CHOICES']
