@@ -20,9 +20,10 @@ A :class:`Constraint` is what the generation loop consults for each token::
     constraint.advance(token)          # after the token is accepted
     constraint.done()                  # True: it no longer restricts anything (skip it)
 
-``done()`` never ends the reply: it says the loop may stop masking (a ``'required'`` call
-that ran; the reply then goes on freely). A finished grammar (a complete JSON reply)
-allows only the stop tokens, so the model ends the reply itself.
+``done()`` never ends the reply: it says the loop may stop masking (these constraints
+never stop: after a ``'required'`` call ran, the reply goes on as free text in which calls
+are still completed validly). A finished grammar (a complete JSON reply) allows only the
+stop tokens, so the model ends the reply itself.
 
 :class:`Grammars` (one per ``NanoLLM``) holds llguidance's view of the vocabulary (built
 once, about a second) and turns ``generate()``'s ``tool_choice`` and ``response_format``
@@ -32,6 +33,7 @@ grammar.
 
 import json
 import threading
+import time
 from typing import Any, Dict, List, Optional, Sequence
 import warnings
 
@@ -48,25 +50,23 @@ class Constraint:
     """
     One reply's grammar state: masks logits, follows the accepted tokens.
 
-    ``after_call`` is what happens once a call the grammar produced has run and its
-    result joined the reply: ``'release'`` (stop constraining: ``'required'``) or
-    ``'restart'`` (free text with constrained calls again: ``'auto'``).
+    ``then`` is the grammar that follows once a call has run and its result joined the
+    reply (``'required'``: free text where calls are completed validly); without it the
+    grammar starts over after each call (``'auto'``).
     """
 
     def __init__(self, tokenizer: Any, grammar: str, vocab_size: int,
-                 stop_ids: Sequence[int] = (), after_call: str = 'release',
+                 stop_ids: Sequence[int] = (), then: Optional[str] = None,
                  prefix: Sequence[int] = ()):
-        import llguidance
-        self._matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
-        if self._matcher.is_error():
-            raise ValueError(f'bad grammar: {self._matcher.get_error()}')
+        self._matcher = _matcher(tokenizer, grammar)
+        self._then = _matcher(tokenizer, then) if then else None
         self.vocab_size = int(vocab_size)
         self._words = np.zeros((1, (self.vocab_size + 31) // 32), dtype=np.int32)  # (1, V/32)
         self._stop = torch.tensor([t for t in stop_ids if 0 <= t < self.vocab_size],
                                   dtype=torch.long)
-        self._after_call = after_call
         self._done = False
         self.tokens: List[int] = []  # the tokens the grammar followed
+        self.seconds = 0.0  # time spent masking and following tokens (benchmarks read it)
         if prefix and self._matcher.try_consume_tokens(list(prefix)) < len(prefix):
             self._matcher.reset()  # a reply_prefix outside the grammar: it starts after it
 
@@ -74,6 +74,7 @@ class Constraint:
         """Return ``logits`` (V,) with every token the grammar forbids set to -inf."""
         if self._done:
             return logits
+        start = time.perf_counter()
         import llguidance.numpy
         llguidance.numpy.fill_next_token_bitmask(self._matcher, self._words)
         bits = np.unpackbits(self._words.view(np.uint8), bitorder='little')  # (V',) 0/1
@@ -84,15 +85,18 @@ class Constraint:
         n = min(len(logits), self.vocab_size)
         out = torch.full_like(logits, float('-inf'))
         out[:n] = logits[:n].masked_fill(~allowed[:n], float('-inf'))
+        self.seconds += time.perf_counter() - start
         return out
 
     def advance(self, token: int) -> None:
         """Follow the accepted ``token``; raises ``RuntimeError`` if the grammar forbids it."""
         if self._done:
             return
+        start = time.perf_counter()
         if not self._matcher.consume_token(int(token)):
             raise RuntimeError(f'token {token} breaks the grammar: {self._matcher.get_error()}')
         self.tokens.append(int(token))
+        self.seconds += time.perf_counter() - start
 
     def done(self) -> bool:
         """Return True once the constraint no longer restricts decoding."""
@@ -100,8 +104,8 @@ class Constraint:
 
     def call_ran(self) -> None:
         """Note that a call ran and its result joined the reply (the function hook says so)."""
-        if self._after_call == 'release':
-            self._done = True
+        if self._then is not None:
+            self._matcher, self._then = self._then, None
         else:
             self._matcher.reset()  # injected text is not model output: free text again
 
@@ -121,6 +125,8 @@ class Grammars:
 
     def __init__(self, backend: Any):
         self.backend = backend
+        self.enabled = True  # False: no grammars (calls found in free text, as before them)
+        self.last: Optional[Constraint] = None  # the latest reply's (benchmarks read it)
         self._tokenizer = None
         self._special: Dict[str, bool] = {}
         self._lock = threading.Lock()
@@ -133,9 +139,14 @@ class Grammars:
                 self._tokenizer = _llg_tokenizer(self.backend)
             return self._tokenizer
 
-    def constraint(self, hook: Any, functions: Any, tool_choice: Optional[str],
-                   response_format: Optional[Dict[str, Any]], stop_ids: Sequence[int],
-                   prefix: Sequence[int] = ()) -> Optional[Constraint]:
+    def constraint(self, *args, **kwargs) -> Optional[Constraint]:
+        """Return the constraint of one reply, or None (see :meth:`build`)."""
+        self.last = self.build(*args, **kwargs)
+        return self.last
+
+    def build(self, hook: Any, functions: Any, tool_choice: Optional[str],
+              response_format: Optional[Dict[str, Any]], stop_ids: Sequence[int],
+              prefix: Sequence[int] = ()) -> Optional[Constraint]:
         """
         Return the constraint of one reply, or None when nothing is constrained.
 
@@ -146,6 +157,11 @@ class Grammars:
         """
         records = list(hook.functions) if hook is not None else []
         choice = _check_tool_choice(tool_choice, functions, records)
+        if not self.enabled:
+            if response_format is not None or choice not in ('auto', 'none'):
+                raise ValueError(f'grammars are disabled on this model (grammars.enabled); '
+                                 f'tool_choice={tool_choice!r} and response_format need them')
+            return None
         engine = getattr(self.backend, 'runs_generation', False)
         if response_format is not None:
             if choice not in ('auto', 'none'):
@@ -165,17 +181,18 @@ class Grammars:
                     f"api='{self.backend.name}' samples on its engine, where tool_choice="
                     f"{tool_choice!r} cannot be enforced; use api='hf' or 'llama_cpp'")
             return None  # calls are detected in the engine's text as before
+        special = self._special_triggers()
+        free = call_grammar(records, 'python', True, special)
         if choice == 'auto':
-            grammar = call_grammar(records, 'python', True, self._special_triggers())
-            constraint = Constraint(self.tokenizer, grammar, self._vocab_size(), stop_ids,
-                                    after_call='restart', prefix=prefix)
+            constraint = Constraint(self.tokenizer, free, self._vocab_size(), stop_ids,
+                                    prefix=prefix)
         else:
             chosen = records if choice == 'required' else [
                 r for r in records if r.name == choice]
-            grammar = call_grammar(chosen, call_syntax(hook.template), False,
-                                   self._special_triggers())
+            grammar = call_grammar(chosen, call_syntax(hook.template), False, special)
+            # after the call, free text in which further calls are still valid ones
             constraint = Constraint(self.tokenizer, grammar, self._vocab_size(), stop_ids,
-                                    prefix=prefix)
+                                    then=free, prefix=prefix)
         hook.constraint = constraint
         return constraint
 
@@ -211,6 +228,14 @@ class Grammars:
         if error:
             raise ValueError(f'bad response_format {kind}: {error}')
         return grammar
+
+
+def _matcher(tokenizer: Any, grammar: str) -> Any:
+    import llguidance
+    matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+    if matcher.is_error():
+        raise ValueError(f'bad grammar: {matcher.get_error()}')
+    return matcher
 
 
 def _check_tool_choice(tool_choice: Optional[str], functions: Any,
