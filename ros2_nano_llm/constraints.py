@@ -18,12 +18,14 @@ A :class:`Constraint` is what the generation loop consults for each token::
 
     logits = constraint.mask(logits)   # tokens the grammar forbids -> -inf, before sampling
     constraint.advance(token)          # after the token is accepted
-    constraint.done()                  # True: it no longer restricts anything (skip it)
+    constraint.done()                  # True: the grammar is complete, end the reply
 
-``done()`` never ends the reply: it says the loop may stop masking (these constraints
-never stop: after a ``'required'`` call ran, the reply goes on as free text in which calls
-are still completed validly). A finished grammar (a complete JSON reply) allows only the
-stop tokens, so the model ends the reply itself.
+When ``done()`` turns True the loop ends the reply as if a stop token came (reason
+``'eos'``), giving the function hook a final look: a ``'required'`` call is complete, the
+hook runs it and injects its result, and the reply goes on as free text in which calls are
+still completed validly (the constraint switches grammar when the hook says a call ran).
+A complete JSON reply (``response_format``) simply ends there. While the grammar is
+complete but could go on, the template's stop tokens are allowed as well.
 
 :class:`Grammars` (one per ``NanoLLM``) holds llguidance's view of the vocabulary (built
 once, about a second) and turns ``generate()``'s ``tool_choice`` and ``response_format``
@@ -34,7 +36,7 @@ grammar.
 import json
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 import warnings
 
 import numpy as np
@@ -44,6 +46,7 @@ from .functions.grammar import call_grammar, call_syntax, response_grammar, SYNT
 from .functions.parsing import PYTHON_TAG, TOOL_CALL_OPEN
 
 TOOL_CHOICES = ('auto', 'required', 'none')
+Logits = Union[np.ndarray, torch.Tensor]
 
 
 class Constraint:
@@ -62,36 +65,34 @@ class Constraint:
         self._then = _matcher(tokenizer, then) if then else None
         self.vocab_size = int(vocab_size)
         self._words = np.zeros((1, (self.vocab_size + 31) // 32), dtype=np.int32)  # (1, V/32)
-        self._stop = torch.tensor([t for t in stop_ids if 0 <= t < self.vocab_size],
-                                  dtype=torch.long)
-        self._done = False
+        self._stop = np.array([t for t in stop_ids if 0 <= t < self.vocab_size], dtype=np.int64)
         self.tokens: List[int] = []  # the tokens the grammar followed
         self.seconds = 0.0  # time spent masking and following tokens (benchmarks read it)
         if prefix and self._matcher.try_consume_tokens(list(prefix)) < len(prefix):
             self._matcher.reset()  # a reply_prefix outside the grammar: it starts after it
 
-    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+    def mask(self, logits: Logits) -> Logits:
         """Return ``logits`` (V,) with every token the grammar forbids set to -inf."""
-        if self._done:
-            return logits
         start = time.perf_counter()
         import llguidance.numpy
         llguidance.numpy.fill_next_token_bitmask(self._matcher, self._words)
-        bits = np.unpackbits(self._words.view(np.uint8), bitorder='little')  # (V',) 0/1
-        allowed = torch.from_numpy(bits[:self.vocab_size].view(np.bool_))  # (V,)
-        if self._matcher.is_accepting() and len(self._stop):
-            allowed = allowed.clone()
+        bits = np.unpackbits(self._words.view(np.uint8), bitorder='little')  # (32 * V/32,)
+        allowed = bits[:self.vocab_size].view(np.bool_)  # (V,)
+        if len(self._stop) and self._matcher.is_accepting():
+            allowed = allowed.copy()
             allowed[self._stop] = True  # the template's stop tokens end a finished reply
         n = min(len(logits), self.vocab_size)
-        out = torch.full_like(logits, float('-inf'))
-        out[:n] = logits[:n].masked_fill(~allowed[:n], float('-inf'))
+        if isinstance(logits, np.ndarray):
+            out = np.full_like(logits, -np.inf)
+            out[:n] = np.where(allowed[:n], logits[:n], -np.inf)
+        else:
+            out = torch.full_like(logits, float('-inf'))
+            out[:n] = logits[:n].masked_fill(~torch.from_numpy(allowed[:n]), float('-inf'))
         self.seconds += time.perf_counter() - start
         return out
 
     def advance(self, token: int) -> None:
         """Follow the accepted ``token``; raises ``RuntimeError`` if the grammar forbids it."""
-        if self._done:
-            return
         start = time.perf_counter()
         if not self._matcher.consume_token(int(token)):
             raise RuntimeError(f'token {token} breaks the grammar: {self._matcher.get_error()}')
@@ -99,8 +100,8 @@ class Constraint:
         self.seconds += time.perf_counter() - start
 
     def done(self) -> bool:
-        """Return True once the constraint no longer restricts decoding."""
-        return self._done
+        """Return True when the grammar is complete and allows no more text: end the reply."""
+        return self._matcher.is_stopped()
 
     def call_ran(self) -> None:
         """Note that a call ran and its result joined the reply (the function hook says so)."""

@@ -114,7 +114,7 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         i = 0
         while i < job.max_new_tokens:
             banned = job.stop_ids if i < job.min_new_tokens else ()
-            if job.constraint is not None and not job.constraint.done():
+            if job.constraint is not None:
                 logits = job.constraint.mask(logits)
             token = sample(logits, params, context, banned, generator)
             i += 1
@@ -129,7 +129,7 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
                 reason = 'length'
                 continue
             stream.put(token)
-            if job.constraint is not None and not job.constraint.done():
+            if job.constraint is not None:
                 job.constraint.advance(token)
             if first_token_at is None:
                 first_token_at = time.perf_counter()
@@ -139,6 +139,17 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
             if _hit_stop_sequence(stream.tokens, job.stop_sequences):
                 reason = 'stop'
                 break
+            if job.constraint is not None and job.constraint.done():
+                # the grammar is complete: the reply ends, unless that completes a call
+                reason = 'eos'
+                injected = job.function_hook(stream, final=True) if job.function_hook else None
+                if not injected:
+                    break
+                decode_one(backend, cache, token)
+                logits = _inject(backend, cache, stream, injected)
+                context = _extend(context, [token] + injected)
+                reason = 'length'
+                continue
             if i == job.max_new_tokens or len(cache) + 1 >= limit:
                 break  # no room or no need to compute the last token's state
             logits = decode_one(backend, cache, token)
