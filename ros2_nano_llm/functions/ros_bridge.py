@@ -428,6 +428,13 @@ class RosServiceFunctions:
                 func, name=action.name, docs=action.description, enabled=enabled,
                 signature=signature, arg_docs={a.name: a.description for a in action.args},
                 testable=False, timeout=action.timeout + 1.0, source='ros')
+            # the request field's integer range bounds the argument (constrained calls)
+            fields = self._types[action.name].Request.get_fields_and_field_types()
+            for arg in action.args:
+                bounds = _INT_RANGES.get(fields[arg.request_field]) if arg.type == 'int' else None
+                if bounds:
+                    self._functions[action.name].schema['properties'][arg.name].update(
+                        minimum=bounds[0], maximum=bounds[1])
         return self.functions
 
     def unregister(self) -> None:

@@ -246,3 +246,32 @@ def test_a_failed_call_is_recorded_as_failed(tiny_llama):
     made = out.calls[0]
     assert made.name == 'CT_DRIVE' and not made.success and made.result.startswith('error:')
     assert made.args == {'speed': 'fast'}
+
+
+def test_robot_action_integer_range_bounds_the_call(tiny_llama):
+    # a functions_file arg filling a uint64 request field: a negative value cannot be written
+    rclpy = pytest.importorskip('rclpy')
+    from ros2_nano_llm.functions.ros_bridge import RosServiceFunctions
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('test_constrained_bridge', context=context)
+    bridge = RosServiceFunctions(node, [{
+        'name': 'CT_LIST', 'service': '/ct_list', 'type': 'rcl_interfaces/srv/ListParameters',
+        'args': [{'name': 'depth', 'type': 'int'}]}])
+    try:
+        record = bridge.functions[0]
+        assert record.schema['properties']['depth'] == {
+            'type': 'integer', 'minimum': 0, 'maximum': 2 ** 64 - 1}
+        grammar = call_grammar([record], 'python')
+        constraint = Constraint(tiny_llama.grammars.tokenizer, grammar,
+                                tiny_llama.config.vocab_size)
+        for token in tiny_llama.tokenize('CT_LIST(depth=').tolist():
+            constraint.advance(token)
+        logits = constraint.mask(torch.zeros(tiny_llama.config.vocab_size))
+        minus = tiny_llama.tokenize('-').tolist()
+        assert len(minus) == 1 and torch.isinf(logits[minus[0]])
+        assert not torch.isinf(logits[tiny_llama.tokenize('7').tolist()[0]])
+    finally:
+        bridge.destroy()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
