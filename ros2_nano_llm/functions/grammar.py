@@ -174,6 +174,11 @@ def call_grammar(records: Sequence[Any], syntax: str, free_text: bool = False,
              # free text that never holds a result marker (only a real call gets a result)
              'TEXT: /(?s:.*)/ & ~/(?s:.*)(' + '|'.join(_regex_escape(m) for m in RESULT_MARKERS)
              + ')(?s:.*)/']
+    # as the call detector: NAME( inside a word, a method (.NAME() or a definition (def NAME()
+    # is not a call, so the text goes on freely there
+    names = '|'.join(_regex_escape(r.name) for r in records)
+    lines[1] = lines[1].replace('(call_0', '(not_call | call_0')
+    lines.append(f'not_call[lazy]: TEXT /(def |[.A-Za-z0-9_])({names})\\(/')
     for i, (trigger, rest) in enumerate(pairs):
         if trigger in special_tokens:
             lines.append(f'call_{i}: TEXT {trigger} {rest}')
