@@ -99,18 +99,18 @@ def run(model, n: int, max_new_tokens: int) -> dict:
     samplings = {'greedy': {'do_sample': False},
                  'sampled': {'do_sample': True, 'temperature': 0.7, 'top_p': 0.95}}
     requests = [REQUESTS[i % len(REQUESTS)] for i in range(n)]
-    out = {}
-    for mode in MODES:
-        for name, sampling in samplings.items():
-            rows = []
-            for i, (request, wanted, args) in enumerate(requests):
+    rows = {f'{mode}_{name}': [] for mode in MODES for name in samplings}
+    # the modes take turns on each request, so a change in the machine's load hits all alike
+    for name, sampling in samplings.items():
+        for i, (request, wanted, args) in enumerate(requests):
+            for mode in MODES:
                 seed = {'seed': i} if sampling['do_sample'] else {}
                 row = ask(model, functions, request, max_new_tokens, mode, **sampling, **seed)
                 row.update(request=request, wanted=wanted, wanted_args=args)
-                rows.append(score(row))
+                rows[f'{mode}_{name}'].append(score(row))
                 print(f"[{mode} {name} {i + 1}/{n}] {request!r} -> {row['reply']!r} "
                       f"calls={[c['raw'] for c in row['calls']]}", flush=True)
-            out[f'{mode}_{name}'] = totals(rows)
+    out = {key: totals(scored) for key, scored in rows.items()}
     model.grammars.enabled = True
     return out
 
