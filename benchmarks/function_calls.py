@@ -30,8 +30,8 @@ right function with the right arguments. The decode rate of each mode and the ti
 grammar took per token are measured in the same run; the cost of the constraint is the
 grammar's share of the decode time. No ROS needed.
 
-Usage: ``python3 benchmarks/function_calls.py [--model default] [--api hf] [--n 10]
-[--max-new-tokens 48] [--out benchmarks/results/function_calls.json]``.
+Usage: ``python3 benchmarks/function_calls.py [--model default] [--api hf] [--threads N]
+[--n 10] [--max-new-tokens 48] [--out benchmarks/results/function_calls.json]``.
 """
 
 import argparse
@@ -167,12 +167,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='default')
     parser.add_argument('--api', default=None, help="backend (default 'hf')")
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads of the llama_cpp backend (default: all)')
     parser.add_argument('--n', type=int, default=10, help='requests per mode')
     parser.add_argument('--max-new-tokens', type=int, default=48)
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
                                                       'function_calls.json'))
     args = parser.parse_args()
-    model = NanoLLM.from_pretrained(args.model, api=args.api)
+    options = {'n_threads': args.threads} if args.threads else {}
+    model = NanoLLM.from_pretrained(args.model, api=args.api, **options)
     try:
         docs = BotFunctions.generate_docs(functions=[
             BotFunctions.find(name) for name in ('set_headlights', 'TIME', 'DATE')])
@@ -184,7 +187,8 @@ def main() -> None:
     free = statistics.mean(results[f'free_{s}']['decode_rate'] for s in ('greedy', 'sampled'))
     rates = {mode: statistics.mean(results[f'{mode}_{s}']['decode_rate']
                                    for s in ('greedy', 'sampled')) for mode in MODES}
-    report = {'model': model.name, 'api': model.api, 'max_new_tokens': args.max_new_tokens,
+    report = {'model': model.name, 'api': model.api, 'threads': args.threads,
+              'max_new_tokens': args.max_new_tokens,
               'system_prompt': SYSTEM_PROMPT, 'function_docs': docs,
               'machine': f'{platform.machine()}, {os.cpu_count()} CPUs',
               'summary': summary,
