@@ -29,7 +29,8 @@ template's call syntax:
 ``tool_choice='required'`` or a function's name); with ``free_text=True`` any text, where
 each call the model starts (python ``NAME(``, ``<tool_call>``, ``<|python_tag|>``) must be
 completed as a valid call (``'auto'``). Free text never holds a result marker
-(`` -> `` or ``<tool_response>``): only a call that really ran gets a result in the chat.
+(`` -> ``, ``) ->`` or ``<tool_response>``): only a call that really ran gets a result in
+the chat.
 
 No llguidance import here: this module only writes grammar text
 (``ros2_nano_llm.constraints`` compiles it).
@@ -41,7 +42,9 @@ from typing import Any, Dict, List, Sequence
 from .parsing import PYTHON_TAG, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 SYNTAXES = ('python', 'tool_call', 'python_tag')
-RESULT_MARKERS = (' -> ', '<tool_response>')
+# result markers as regexes: `` -> `` (python-style results), ``NAME(...) ->`` and a
+# tool_response turn; free text never holds them, so a result is always a real one
+RESULT_MARKERS = (r' -> ', r'\)[ \t]*->', r'<tool_response>')
 # JSON as a model is shown it: fixed separators, so every reply has a bounded length
 _JSON_STYLE = {'whitespace_flexible': False, 'item_separator': ', ', 'key_separator': ': '}
 _BOUNDS = ('minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum')
@@ -172,7 +175,7 @@ def call_grammar(records: Sequence[Any], syntax: str, free_text: bool = False,
     lines = ['%llguidance {}', 'start: (' + ' | '.join(f'call_{i}' for i in range(len(pairs)))
              + ')* TEXT',
              # free text that never holds a result marker (only a real call gets a result)
-             'TEXT: /(?s:.*)/ & ~/(?s:.*)(' + '|'.join(_regex_escape(m) for m in RESULT_MARKERS)
+             'TEXT: /(?s:.*)/ & ~/(?s:.*)(' + '|'.join(RESULT_MARKERS)
              + ')(?s:.*)/']
     # as the call detector: NAME( inside a word, a method (.NAME() or a definition (def NAME()
     # is not a call, so the text goes on freely there

@@ -218,23 +218,27 @@ def test_imitated_results_are_not_calls(tiny_llama):
 
 
 def test_free_text_cannot_write_a_result_marker(tiny_llama):
-    markers = (' -> ', '<tool_response>')
     # in 'auto' mode the mask forbids the token that would complete a result marker
+    marker = re.compile(r' -> |\)[ \t]*->|<tool_response>')
     grammars = tiny_llama.grammars
     grammar = call_grammar(FUNCTIONS, 'python', free_text=True)
-    for text in ['It is done -> ok', 'See <tool_response>']:
+    for text in ['It is done -> ok', 'See <tool_response>', 'CHECK() -> fine', 'f()->\n']:
         constraint = Constraint(grammars.tokenizer, grammar, tiny_llama.config.vocab_size)
         tokens = tiny_llama.tokenize(text).tolist()
         for i, token in enumerate(tokens):
             allowed = constraint.mask(torch.zeros(tiny_llama.config.vocab_size))
             if torch.isinf(allowed[token]):
                 # forbidden exactly where the marker would be complete
-                assert not any(m in tiny_llama.detokenize(tokens[:i]) for m in markers)
-                assert any(m in tiny_llama.detokenize(tokens[:i + 1]) for m in markers)
+                assert not marker.search(tiny_llama.detokenize(tokens[:i]))
+                assert marker.search(tiny_llama.detokenize(tokens[:i + 1]))
                 break
             constraint.advance(token)
         else:
             pytest.fail(f'the grammar let {text!r} through')
+    # prose arrows without a call before them stay possible
+    constraint = Constraint(grammars.tokenizer, grammar, tiny_llama.config.vocab_size)
+    for token in tiny_llama.tokenize('A->B and x ->y').tolist():
+        constraint.advance(token)
 
 
 def test_a_failed_call_is_recorded_as_failed(tiny_llama):
