@@ -81,13 +81,16 @@ class Constraint:
         if len(self._stop) and self._matcher.is_accepting():
             allowed = allowed.copy()
             allowed[self._stop] = True  # the template's stop tokens end a finished reply
-        n = min(len(logits), self.vocab_size)
         if isinstance(logits, np.ndarray):
-            out = np.full_like(logits, -np.inf)
-            out[:n] = np.where(allowed[:n], logits[:n], -np.inf)
+            out = _masked(logits, allowed)
+        elif logits.device.type == 'cpu' and logits.dtype in (torch.float32, torch.float64):
+            # numpy, not torch ops: torch's thread pool can stall next to llama.cpp's threads
+            out = torch.from_numpy(_masked(logits.numpy(), allowed))
         else:
+            n = min(len(logits), self.vocab_size)
             out = torch.full_like(logits, float('-inf'))
-            out[:n] = logits[:n].masked_fill(~torch.from_numpy(allowed[:n]), float('-inf'))
+            keep = torch.from_numpy(allowed[:n]).to(logits.device)
+            out[:n] = logits[:n].masked_fill(~keep, float('-inf'))
         self.seconds += time.perf_counter() - start
         return out
 
@@ -229,6 +232,14 @@ class Grammars:
         if error:
             raise ValueError(f'bad response_format {kind}: {error}')
         return grammar
+
+
+def _masked(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Return a copy of ``logits`` (V,) with -inf wherever ``allowed`` (V',) is False."""
+    n = min(len(logits), len(allowed))
+    out = np.full_like(logits, -np.inf)
+    np.copyto(out[:n], logits[:n], where=allowed[:n])
+    return out
 
 
 def _matcher(tokenizer: Any, grammar: str) -> Any:
