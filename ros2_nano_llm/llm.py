@@ -23,6 +23,7 @@ import weakref
 import numpy as np
 
 from .chat.stream import StreamingResponse
+from .constraints import Grammars
 from .generation import GenerationJob, run
 from .models import auto_api, get_backend
 from .models.backend import Backend
@@ -50,6 +51,7 @@ class NanoLLM:
         self._worker: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._current: Optional[GenerationJob] = None
+        self.grammars = Grammars(backend)  # tool_choice / response_format constraints
         _open_models.add(self)
 
     def __enter__(self) -> 'NanoLLM':
@@ -130,6 +132,7 @@ class NanoLLM:
                  kv_cache: Optional[KVCache] = None, functions: Any = None,
                  template: Any = None, reply_prefix: Optional[str] = None,
                  seed: Optional[int] = None, timeout: Optional[float] = 300.0,
+                 tool_choice: Optional[str] = None, response_format: Optional[dict] = None,
                  constraint: Any = None, **kwargs) -> Union[StreamingResponse, str]:
         """
         Generate a reply to ``inputs`` after what ``kv_cache`` holds.
@@ -137,11 +140,17 @@ class NanoLLM:
         ``inputs`` is text, token ids or an ``Inputs`` (from ``ChatHistory.embed_chat()``).
         ``functions`` (bot functions) run when the reply calls them; their results are fed
         back in the ``template``'s format (default: the model's). ``reply_prefix`` is text
-        the reply must start with; ``seed`` makes sampling repeatable; ``constraint`` (an
-        object with ``mask(logits)`` on float32 numpy logits (V,), ``advance(token)`` and
-        ``done()``) limits which tokens may come next. A stop string of several tokens ends
-        the reply and is not kept in it. Returns a ``StreamingResponse`` that fills from the
-        model's worker thread, or the finished text when ``streaming=False``.
+        the reply must start with; ``seed`` makes sampling repeatable. ``tool_choice``
+        (OpenAI's meanings; hf and llama_cpp constrain the calls with a grammar): ``'auto'``
+        (default: free text, a call the model starts is completed validly), ``'required'``
+        (the reply starts with a call), a function's name (that one is called) or
+        ``'none'`` (no calls). ``response_format`` constrains the reply to a JSON schema
+        (``{'type': 'json_schema', 'json_schema': {'schema': ...}}``), a regex
+        (``{'type': 'regex', 'regex': ...}``) or a Lark grammar (``{'type': 'grammar',
+        'grammar': ...}``). ``constraint`` is any other object with ``mask(logits)`` on
+        float32 numpy logits (V,), ``advance(token)`` and ``done()``. A stop string of several
+        tokens ends the reply and is not kept in it. Returns a ``StreamingResponse`` that
+        fills from the model's worker thread, or the finished text when ``streaming=False``.
         """
         if kwargs:
             raise TypeError(f'generate() got unexpected arguments: {sorted(kwargs)}')
@@ -153,12 +162,15 @@ class NanoLLM:
         stream = StreamingResponse(self.detokenize, timeout=timeout, kv_cache=cache)
         stop_ids, stop_strings = self._stop_tokens(stop_tokens)
         hook = None
-        if functions:
+        if functions and tool_choice != 'none':
             from .functions.streaming import FunctionHook
             hook = FunctionHook(self, functions, template)
         # the prefix is the program's markup (a tool-call marker), not user text
         prefix = self.backend.tokenize(reply_prefix, special=True) if reply_prefix else []
         prompt.check(cache)  # a stale embed_chat() result fails here, in the caller's thread
+        if constraint is None:
+            constraint = self.grammars.constraint(hook, functions, tool_choice, response_format,
+                                                  stop_ids, prefix)
         self._submit(GenerationJob(
             prompt, cache, stream, params, max_new_tokens, min_new_tokens, stop_ids,
             stop_strings, hook, prefix, seed=seed, constraint=constraint))

@@ -21,26 +21,21 @@ calls. The loop prefills those tokens and decoding goes on, so the KV cache alwa
 exactly the reply's tokens.
 """
 
-from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
-from .parsing import CallDetector, execute, format_result, ToolCall
+from .calls import FunctionCall, run_call
+from .parsing import CallDetector, format_result
 
-
-@dataclass
-class FunctionCall:
-    """One call made during a reply: where its result sits in ``reply.tokens``."""
-
-    call: ToolCall
-    result: str
-    token_start: int     # first injected token
-    token_end: int       # one past the last injected token
-    content: str         # the result text as placed in the chat
-    turn: bool           # True when injected as its own tool_response turn
+__all__ = ['FunctionCall', 'FunctionHook']
 
 
 class FunctionHook:
-    """Callable the generation loop runs after each token (see module docstring)."""
+    """
+    Callable the generation loop runs after each token (see module docstring).
+
+    ``constraint`` (set by ``constraints.Grammars``) is the reply's grammar, told after
+    each call that ran so it can release the reply or start over.
+    """
 
     def __init__(self, model: Any, functions: Sequence[Any], template: Any = None,
                  timeout: float = 10.0):
@@ -52,37 +47,40 @@ class FunctionHook:
             None, model_name=cfg.name, model_type=cfg.model_type,
             tokenizer_chat_template=cfg.tokenizer_chat_template)
         self.detector = CallDetector(self.functions)
+        self.functions = self.detector.functions  # BotFunction records
         self.timeout = timeout
+        self.constraint: Any = None
 
     def __call__(self, stream: Any, final: bool = False) -> Optional[List[int]]:
         """Return token ids to inject after the calls that just completed, or None."""
         calls = self.detector.feed(stream.text, final=final)
         if not calls:
             return None
-        tokens, records = [], []
-        tokenize = self.model.backend.tokenize
-        for call in calls:
-            result = execute(call, self.functions, timeout=self.timeout)
-            # a template without a tool_response role gets the result inline, like python style
-            turn = call.style != 'python' and self.template.has_role('tool_response')
-            content = format_result(call, result, self.template) if turn or \
-                call.style == 'python' else f' -> {result}'
-            # the result is plain text (never control tokens); only the turn markup is special
-            before, after = self._tool_turn(turn)
-            tokens += tokenize(before, special=True) + tokenize(content, special=False) + \
-                tokenize(after, special=True)
-            records.append((call, result, content, turn))
+        tokens: List[int] = []
         start = len(stream.tokens)
-        for call, result, content, turn in records:
-            stream.calls.append(FunctionCall(call, result, start, start + len(tokens), content,
-                                             turn))
+        for call in calls:
+            made = run_call(call, self.functions, timeout=self.timeout)
+            # a template without a tool_response role gets the result inline, like python style
+            made.turn = call.style != 'python' and self.template.has_role('tool_response')
+            made.content = format_result(call, made.result, self.template) if made.turn or \
+                call.style == 'python' else f' -> {made.result}'
+            made.token_start = start + len(tokens)
+            tokens += self._tool_turn(made.content) if made.turn else self._text(made.content)
+            made.token_end = start + len(tokens)
+            stream.calls.append(made)
         # the injected text is not model output: never detect calls inside it
         self.detector.skip(len(self.model.detokenize(list(stream.tokens) + tokens)))
+        if self.constraint is not None:
+            self.constraint.call_ran()
         return tokens
 
-    def _tool_turn(self, turn: bool) -> Tuple[str, str]:
-        """Return the markup before and after a result: a tool_response turn, or nothing."""
-        if not turn:
-            return '', ''
+    def _text(self, text: str, markup: bool = False) -> List[int]:
+        """Tokenize result text (never control tokens) or, with ``markup``, template text."""
+        return self.model.backend.tokenize(text, special=markup)
+
+    def _tool_turn(self, content: str) -> List[int]:
+        """Close the bot turn, add the tool_response turn, and reopen the bot turn."""
         bot, tool, reopen = self.template.affixes(['bot', 'tool_response', 'bot'])
-        return bot[1] + tool[0], tool[1] + reopen[0]
+        # piece by piece, as the chat renders these turns
+        return (self._text(bot[1], True) + self._text(tool[0], True) + self._text(content)
+                + self._text(tool[1], True) + self._text(reopen[0], True))

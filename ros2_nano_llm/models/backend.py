@@ -99,6 +99,11 @@ class LogitsBackend(Backend):
     def decode_step(self, token: int, cache: Any, pos: int) -> np.ndarray:
         """Run one token at position ``pos``; return its logits (V,) float32."""
 
+    def grammar_tokenizer(self) -> Any:
+        """Return llguidance's view of this vocabulary (for constrained decoding)."""
+        raise NotImplementedError(f"api='{self.name}' has no constrained decoding; use "
+                                  "api='hf' or 'llama_cpp'")
+
 
 @dataclass
 class EngineRequest:

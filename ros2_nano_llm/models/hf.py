@@ -83,6 +83,12 @@ class HFBackend(LogitsBackend):
                  device, dtype, model.config._attn_implementation, path)
         return cls(model, tokenizer, config, vision)
 
+    def grammar_tokenizer(self) -> Any:
+        """Return llguidance's tokenizer, built from the transformers tokenizer."""
+        import llguidance.hf
+        return llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=self.config.vocab_size,
+                                            eos_token=list(self.config.eos_token_ids) or None)
+
     def tokenize(self, text: str, add_special_tokens: bool = False,
                  special: bool = False) -> List[int]:
         """Turn text into token ids; ``<|im_end|>`` and the like are markup only if ``special``."""

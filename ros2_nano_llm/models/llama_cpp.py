@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 from typing import Any, Iterator, List, Optional, Sequence
+import warnings
 import weakref
 
 import numpy as np
@@ -155,6 +156,15 @@ class LlamaCppBackend(LogitsBackend):
         return cls(llm, config)
 
     # ---- text ----------------------------------------------------------------------------
+    def grammar_tokenizer(self) -> Any:
+        """Return llguidance's tokenizer, built from llama.cpp's vocabulary."""
+        import llguidance.llamacpp
+        with warnings.catch_warnings():  # it reads token attributes by a deprecated name
+            warnings.simplefilter('ignore', DeprecationWarning)
+            return llguidance.llamacpp.lltokenizer_from_vocab(
+                self.llm._model.vocab, n_vocab=self.config.vocab_size,
+                eos_token=list(self.config.eos_token_ids) or None)
+
     def tokenize(self, text: str, add_special_tokens: bool = False,
                  special: bool = False) -> List[int]:
         """Turn text into token ids; ``<|im_end|>`` and the like are markup only if ``special``."""

@@ -455,10 +455,17 @@ class RosServiceFunctions:
         robot_action.__doc__ = action.description
         robot_action.__signature__ = signature
         # never run by a registry's test() (testable=False): it moves the robot
-        return BotFunction(name=action.name, func=robot_action, docs=action.description,
-                           enabled=enabled, signature=signature,
-                           arg_docs={a.name: a.description for a in action.args},
-                           testable=False, timeout=action.timeout + 1.0, source='ros')
+        record = BotFunction(name=action.name, func=robot_action, docs=action.description,
+                             enabled=enabled, signature=signature,
+                             arg_docs={a.name: a.description for a in action.args},
+                             testable=False, timeout=action.timeout + 1.0, source='ros')
+        # the request field's integer range bounds the argument (constrained calls)
+        fields = self._types[action.name].Request.get_fields_and_field_types()
+        for arg in action.args:
+            bounds = _INT_RANGES.get(fields[arg.request_field]) if arg.type == 'int' else None
+            if bounds:
+                record.schema['properties'][arg.name].update(minimum=bounds[0], maximum=bounds[1])
+        return record
 
     def register(self, registry: Any) -> List[BotFunction]:
         """
@@ -477,7 +484,8 @@ class RosServiceFunctions:
             self._functions[name] = registry.register(
                 record.func, name=name, docs=record.docs, enabled=record.enabled,
                 signature=record.signature, arg_docs=dict(record.arg_docs), testable=False,
-                timeout=record.timeout, source='ros')
+                timeout=record.timeout, source='ros',
+                schema=dict(record.schema))
         self._registry = registry
         return self.functions
 
