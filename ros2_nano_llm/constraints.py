@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .functions.grammar import call_grammar, call_syntax, response_grammar, SYNTAXES
+from .functions.grammar import call_grammar, call_syntax, response_grammar
 from .functions.parsing import PYTHON_TAG, TOOL_CALL_OPEN
 from .models.backend import LogitsBackend
 
