@@ -71,8 +71,7 @@ class ChatHistory:
         self.messages: List[ChatMessage] = []
         self.kv_cache: KVCache = model.new_cache()
         # the template's own markup is control tokens; message text never is
-        self._renderer = Renderer(self.template,
-                                  lambda text: model.backend.tokenize(text, special=True))
+        self._renderer = Renderer(self.template, model.backend.tokenize)
         self._keys: List[Any] = []
         self.reset()
 
