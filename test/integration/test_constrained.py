@@ -23,11 +23,11 @@ import json
 import re
 
 from chat_helpers import assert_cache_exact, recompute, reply
+import numpy as np
 import pytest
-from ros2_nano_llm import BotFunctions, ChatHistory, NanoLLM
+from ros2_nano_llm import ChatHistory, FunctionRegistry, NanoLLM
 from ros2_nano_llm.constraints import Constraint
 from ros2_nano_llm.functions.grammar import call_grammar
-import torch
 
 CALLS = []
 
@@ -42,9 +42,10 @@ def _drive(speed: int, gear: str = 'low') -> str:
     return f'driving at {speed} in {gear}'
 
 
-LIGHTS = BotFunctions.register(_lights, name='CT_LIGHTS', docs='Switch the lights.')
+REGISTRY = FunctionRegistry()  # this module's functions, apart from the default registry
+LIGHTS = REGISTRY.register(_lights, name='CT_LIGHTS', docs='Switch the lights.')
 # a robot action's schema: an integer range (a service field's type) and a choice of words
-DRIVE = BotFunctions.register(_drive, name='CT_DRIVE', docs='Drive.', schema={
+DRIVE = REGISTRY.register(_drive, name='CT_DRIVE', docs='Drive.', schema={
     'type': 'object', 'required': ['speed'], 'properties': {
         'speed': {'type': 'integer', 'minimum': -5, 'maximum': 5},
         'gear': {'type': 'string', 'enum': ['low', 'high'], 'default': 'low'}}})
@@ -226,8 +227,8 @@ def test_free_text_cannot_write_a_result_marker(tiny_llama):
         constraint = Constraint(grammars.tokenizer, grammar, tiny_llama.config.vocab_size)
         tokens = tiny_llama.tokenize(text).tolist()
         for i, token in enumerate(tokens):
-            allowed = constraint.mask(torch.zeros(tiny_llama.config.vocab_size))
-            if torch.isinf(allowed[token]):
+            allowed = constraint.mask(np.zeros(tiny_llama.config.vocab_size, np.float32))
+            if np.isinf(allowed[token]):
                 # forbidden exactly where the marker would be complete
                 assert not marker.search(tiny_llama.detokenize(tokens[:i]))
                 assert marker.search(tiny_llama.detokenize(tokens[:i + 1]))
@@ -255,7 +256,7 @@ def test_a_failed_call_is_recorded_as_failed(tiny_llama):
 def test_robot_action_integer_range_bounds_the_call(tiny_llama):
     # a functions_file arg filling a uint64 request field: a negative value cannot be written
     rclpy = pytest.importorskip('rclpy')
-    from ros2_nano_llm.functions.ros_bridge import RosServiceFunctions
+    from ros2_nano_llm.ros.ros_bridge import RosServiceFunctions
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('test_constrained_bridge', context=context)
@@ -271,10 +272,10 @@ def test_robot_action_integer_range_bounds_the_call(tiny_llama):
                                 tiny_llama.config.vocab_size)
         for token in tiny_llama.tokenize('CT_LIST(depth=').tolist():
             constraint.advance(token)
-        logits = constraint.mask(torch.zeros(tiny_llama.config.vocab_size))
+        logits = constraint.mask(np.zeros(tiny_llama.config.vocab_size, np.float32))
         minus = tiny_llama.tokenize('-').tolist()
-        assert len(minus) == 1 and torch.isinf(logits[minus[0]])
-        assert not torch.isinf(logits[tiny_llama.tokenize('7').tolist()[0]])
+        assert len(minus) == 1 and np.isinf(logits[minus[0]])
+        assert not np.isinf(logits[tiny_llama.tokenize('7').tolist()[0]])
     finally:
         bridge.destroy()
         node.destroy_node()
