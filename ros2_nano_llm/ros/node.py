@@ -165,7 +165,7 @@ class ChatLifecycleNode(LifecycleNode):
 
     def _configure_failed(self, reason: str, fix: str = 'model <path>'
                           ) -> TransitionCallbackReturn:
-        self._last_error = f'configure failed: {reason}'
+        self._last_error = f"configure failed: {reason.rstrip('. ')}"  # '. Fix' follows
         self.get_logger().error(
             f'{self._last_error}. Fix the parameter (ros2 param set '
             f'{self.get_fully_qualified_name()} {fix}) and configure again')
