@@ -30,7 +30,9 @@ import pytest
 
 PKG = 'ros2_nano_llm'
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-INSTALL = ROOT / 'install' / PKG
+# scripts/env.sh exports the distro it set up; the Jazzy leg installs into install-jazzy/.
+DISTRO = os.environ.get('NANO_LLM_DISTRO', 'kilted')
+INSTALL = ROOT / ('install' if DISTRO == 'kilted' else f'install-{DISTRO}') / PKG
 SITE = INSTALL / 'lib' / f'python{sys.version_info[0]}.{sys.version_info[1]}' / 'site-packages'
 
 PROBE = r"""
