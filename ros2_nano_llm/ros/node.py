@@ -51,6 +51,7 @@ from std_srvs.srv import Trigger
 
 from . import interfaces as ifc
 from . import params
+from .compat import initialized
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt
 from ..functions import BotFunctions, execute, parse_json_call
 from ..functions.ros_bridge import RosServiceFunctions
@@ -538,7 +539,7 @@ def main(args: Optional[List[str]] = None) -> int:
     """Run the node until Ctrl-C or shutdown: ``ros2 run ros2_nano_llm nano_llm_node``."""
     sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     try:
-        with rclpy.init(args=args):
+        with initialized(args):  # rclpy.init() is a context manager only from Kilted
             try:
                 node = ChatLifecycleNode()
             except ValueError as error:
