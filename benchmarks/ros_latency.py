@@ -26,8 +26,9 @@ subscribes to ``~/output/stream`` over real DDS. For every turn, in the same run
 * token rate: (tokens - 1) / (last piece - first piece) seen here, vs the backend's decode
   rate (``tokens_per_second``). Target: >= 95 %.
 
-Usage: ``python3 benchmarks/ros_latency.py [--model default|DIR] [--turns 8]
-[--out benchmarks/results/ros_latency.json]`` (after ``source scripts/env.sh``).
+Usage: ``python3 benchmarks/ros_latency.py [--model default|DIR] [--api hf|llama_cpp]
+[--turns 8] [--out benchmarks/results/ros_latency.json]`` (after ``source scripts/env.sh``;
+on the Jazzy leg ``NANO_LLM_DISTRO=jazzy source scripts/env.sh`` and ``--api llama_cpp``).
 """
 
 import argparse
@@ -74,13 +75,13 @@ def _die_with_parent():
         pass
 
 
-def start_node(model, tokens, log_path):
+def start_node(model, tokens, log_path, api='hf'):
     """Start nano_llm_node as `ros2 launch` would; return the Popen."""
     exe = shutil.which('nano_llm_node') or str(
         ROOT / 'install' / 'ros2_nano_llm' / 'lib' / 'ros2_nano_llm' / 'nano_llm_node')
     argv = [exe, '--ros-args', '-r', '__node:=nano_llm_bench',
             '--params-file', str(ROOT / 'config' / 'nano_llm_tiny.yaml'),
-            '-p', f'model:={model}', '-p', f'max_new_tokens:={tokens}',
+            '-p', f'model:={model}', '-p', f'api:={api}', '-p', f'max_new_tokens:={tokens}',
             '-p', f'min_new_tokens:={tokens}', '-p', 'diagnostics_period:=0.0']
     log = open(log_path, 'wb')
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
@@ -215,12 +216,12 @@ def measure(probe, turns):
     return rows
 
 
-def summarize(rows, model, tokens):
+def summarize(rows, model, tokens, api='hf'):
     """Return the summary: medians and worst cases of both figures and their ratios."""
     def med(key):
         return statistics.median(r[key] for r in rows)
     summary = {
-        'model': model, 'turns': len(rows), 'tokens_per_reply': tokens,
+        'model': model, 'api': api, 'turns': len(rows), 'tokens_per_reply': tokens,
         'first_token_subscriber_ms_median': med('first_token_subscriber_ms'),
         'ttft_backend_ms_median': med('ttft_backend_ms'),
         'added_ms_median': med('added_ms'), 'added_ms_max': max(r['added_ms'] for r in rows),
@@ -238,6 +239,7 @@ def summarize(rows, model, tokens):
     summary['meets_rate_ratio'] = summary['rate_ratio_median'] >= TARGET_RATE_RATIO
     summary['machine'] = {'platform': platform.platform(), 'cpus': os.cpu_count(),
                           'python': platform.python_version(),
+                          'ros_distro': os.environ.get('NANO_LLM_DISTRO', 'kilted'),
                           'rmw': os.environ.get('RMW_IMPLEMENTATION', 'default')}
     return summary
 
@@ -246,6 +248,7 @@ def main():
     """Run the benchmark, print the summary and write the JSON file."""
     p = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     p.add_argument('--model', default='default', help="'default' (SmolLM2) or a model dir")
+    p.add_argument('--api', default='hf', help="the node's backend: 'hf' or 'llama_cpp'")
     p.add_argument('--turns', type=int, default=8, help='measured turns (after one warm-up)')
     p.add_argument('--tokens', type=int, default=64, help='tokens per reply (min = max)')
     p.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'ros_latency.json'))
@@ -253,7 +256,7 @@ def main():
     os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     log_path = os.path.join(tempfile.gettempdir(), f'ros_latency_node_{os.getpid()}.log')
-    process = start_node(args.model, args.tokens, log_path)
+    process = start_node(args.model, args.tokens, log_path, args.api)
     rclpy.init()
     probe = None
     try:
@@ -268,7 +271,7 @@ def main():
             probe.close()
         rclpy.try_shutdown()
         stop_node(process)
-    summary = summarize(rows, args.model, args.tokens)
+    summary = summarize(rows, args.model, args.tokens, args.api)
     print(json.dumps(summary, indent=2))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:

@@ -20,13 +20,16 @@ Start the nano_llm lifecycle node and bring it to active.
 
 The params file gives every parameter (config/nano_llm.yaml by default); ``model`` and
 ``api`` given here override it. With ``autostart:=true`` (the default) this launch file
-asks the node to configure, and to activate once it is inactive, through the standard
-lifecycle events; with ``autostart:=false`` the node waits unconfigured for a lifecycle
+asks the node to configure, and to activate once that first configure has succeeded,
+through the standard lifecycle events. It does so once: later transitions (a lifecycle
+manager's, or ``ros2 lifecycle set``) are left alone, so deactivate, cleanup, configure ends
+in ``inactive``. With ``autostart:=false`` the node waits unconfigured for a lifecycle
 manager (or ``ros2 lifecycle set /nano_llm configure``).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction
+from launch.actions import RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -89,11 +92,21 @@ def generate_launch_description():
             lifecycle_node_matcher=matches_action(node),
             transition_id=Transition.TRANSITION_CONFIGURE),
         condition=autostart)
-    activate_when_configured = RegisterEventHandler(
+
+    def activate_if_configured(context):
+        # The event is the end of the first configure: activate only if it succeeded.
+        if context.locals.event.goal_state != 'inactive':
+            return []
+        return [EmitEvent(event=ChangeState(
+            lifecycle_node_matcher=matches_action(node),
+            transition_id=Transition.TRANSITION_ACTIVATE))]
+
+    # handle_once: the handler unregisters itself after the first configure ends (in
+    # 'inactive' or, when it failed, 'unconfigured'), so autostart acts once and a later
+    # configure from a lifecycle manager does not activate the node behind its back.
+    activate_after_first_configure = RegisterEventHandler(
         OnStateTransition(
-            target_lifecycle_node=node, start_state='configuring', goal_state='inactive',
-            entities=[EmitEvent(event=ChangeState(
-                lifecycle_node_matcher=matches_action(node),
-                transition_id=Transition.TRANSITION_ACTIVATE))]),
+            target_lifecycle_node=node, start_state='configuring',
+            entities=[OpaqueFunction(function=activate_if_configured)], handle_once=True),
         condition=autostart)
-    return LaunchDescription(args + [node, activate_when_configured, configure])
+    return LaunchDescription(args + [node, activate_after_first_configure, configure])

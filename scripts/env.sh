@@ -16,6 +16,8 @@
 # Activates .venv and puts the colcon install of ros2_nano_llm in front, so that
 # `import ros2_nano_llm.msg`, `ros2_nano_llm.chat`, `nano_llm_node` and the package's share dir
 # (ament_index_python) all resolve. Safe to source more than once.
+# The Jazzy leg (after `bash scripts/setup.sh --distro jazzy`), in a fresh shell:
+#   NANO_LLM_DISTRO=jazzy source scripts/env.sh     # .venv-jazzy and install-jazzy/
 # colcon's install/setup.bash is not enough with the PyPI ROS wheels: it does not know the venv
 # prefix (AMENT_PREFIX_PATH) and puts nothing of the venv on the paths.
 
@@ -28,8 +30,17 @@ else
   _nano_llm_here="$0"
 fi
 _nano_llm_root="$(cd "$(dirname "$_nano_llm_here")/.." && pwd)"
-_nano_llm_venv="${NANO_LLM_VENV:-$_nano_llm_root/.venv}"
-_nano_llm_install="$_nano_llm_root/install/ros2_nano_llm"
+case "${NANO_LLM_DISTRO:-kilted}" in
+  kilted)
+    _nano_llm_venv="${NANO_LLM_VENV:-$_nano_llm_root/.venv}"
+    _nano_llm_install="$_nano_llm_root/install/ros2_nano_llm" ;;
+  jazzy)
+    _nano_llm_venv="${NANO_LLM_VENV_JAZZY:-$_nano_llm_root/.venv-jazzy}"
+    _nano_llm_install="$_nano_llm_root/install-jazzy/ros2_nano_llm" ;;
+  *)
+    _nano_llm_venv=''
+    _nano_llm_install='' ;;
+esac
 
 # _nano_llm_prepend VAR DIR: put DIR first in the path list VAR, removing older copies.
 # Plain parameter expansion only: this file is sourced by scripts running under set -euo pipefail.
@@ -46,7 +57,8 @@ _nano_llm_prepend() {
 
 if [ ! -f "$_nano_llm_venv/bin/activate" ] \
     || [ ! -f "$_nano_llm_install/share/ros2_nano_llm/package.xml" ]; then
-  echo "env.sh: not set up yet; run: bash $_nano_llm_root/scripts/setup.sh" >&2
+  echo "env.sh: not set up yet; run: bash $_nano_llm_root/scripts/setup.sh" \
+    "--distro ${NANO_LLM_DISTRO:-kilted}" >&2
   unset _nano_llm_here _nano_llm_root _nano_llm_venv _nano_llm_install
   unset -f _nano_llm_prepend
   return 1 2>/dev/null || exit 1
@@ -68,6 +80,7 @@ _nano_llm_prepend PATH "$_nano_llm_install/lib/ros2_nano_llm"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export NANO_LLM_ROOT="$_nano_llm_root"
+export NANO_LLM_DISTRO="${NANO_LLM_DISTRO:-kilted}"
 
 unset _nano_llm_here _nano_llm_root _nano_llm_venv _nano_llm_install _nano_llm_sp
 unset -f _nano_llm_prepend

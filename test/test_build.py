@@ -30,7 +30,9 @@ import pytest
 
 PKG = 'ros2_nano_llm'
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-INSTALL = ROOT / 'install' / PKG
+# scripts/env.sh exports the distro it set up; the Jazzy leg installs into install-jazzy/.
+DISTRO = os.environ.get('NANO_LLM_DISTRO', 'kilted')
+INSTALL = ROOT / ('install' if DISTRO == 'kilted' else f'install-{DISTRO}') / PKG
 SITE = INSTALL / 'lib' / f'python{sys.version_info[0]}.{sys.version_info[1]}' / 'site-packages'
 
 PROBE = r"""
@@ -96,13 +98,59 @@ def test_generated_interfaces_import_and_round_trip(probe):
 
 def test_every_interface_file_is_generated(probe):
     names = {kind: sorted(p.stem for p in (ROOT / kind).glob(f'*.{kind}'))
-             for kind in ('msg', 'srv')}
-    assert names['msg'] and names['srv']
+             for kind in ('msg', 'srv', 'action')}
+    assert names['msg'] and names['srv'] and names['action']
     code = (
-        'import ros2_nano_llm.msg as m, ros2_nano_llm.srv as s\n'
+        'import ros2_nano_llm.msg as m, ros2_nano_llm.srv as s, ros2_nano_llm.action as a\n'
         f'print(all(hasattr(m, n) for n in {names["msg"]!r}), '
-        f'all(hasattr(getattr(s, n), "Request") for n in {names["srv"]!r}))')
-    assert run_with_env_sh(code, ROOT / 'test').split() == ['True', 'True']
+        f'all(hasattr(getattr(s, n), "Request") for n in {names["srv"]!r}), '
+        f'all(hasattr(getattr(a, n), "Goal") for n in {names["action"]!r}))')
+    assert run_with_env_sh(code, ROOT / 'test').split() == ['True', 'True', 'True']
+
+
+GENERATE_PROBE = r"""
+import json, sys
+from rclpy.serialization import deserialize_message, serialize_message
+from ros2_nano_llm.action import Generate
+from ros2_nano_llm.msg import FunctionCall
+
+goal = Generate.Goal(prompt='turn left', tool_choice='required', max_new_tokens=32, reset=True)
+goal.image.width, goal.image.height, goal.image.encoding = 2, 1, 'rgb8'
+goal.image.step, goal.image.data = 6, bytes(range(6))
+goal_back = deserialize_message(serialize_message(goal), Generate.Goal)
+call = FunctionCall(name='turn', args_json='{"degrees": 90}', result='ok', success=True,
+                    turn_id=4)
+call.header.frame_id = 'nano_llm'
+result = Generate.Result(reply='done', stop_reason='eos', calls=[call],
+                         time_to_first_token=0.25, decode_rate=40.5)
+result_back = deserialize_message(serialize_message(result), Generate.Result)
+feedback = deserialize_message(
+    serialize_message(Generate.Feedback(text='piece', token_index=9)), Generate.Feedback)
+empty = Generate.Goal()
+sys.stdout.write(json.dumps({
+    'goal': [goal_back.prompt, goal_back.tool_choice, goal_back.max_new_tokens, goal_back.reset,
+             goal_back.image.width, list(goal_back.image.data)],
+    'empty_goal': [empty.prompt, empty.tool_choice, empty.max_new_tokens, empty.reset,
+                   len(empty.image.data)],
+    'result': [result_back.reply, result_back.stop_reason, result_back.time_to_first_token,
+               result_back.decode_rate],
+    'calls': [[c.name, c.args_json, c.result, c.success, c.turn_id, c.header.frame_id]
+              for c in result_back.calls],
+    'feedback': [feedback.text, feedback.token_index],
+    'services': sorted(n for n in dir(Generate.Impl) if not n.startswith('_')),
+}))
+"""
+
+
+def test_generate_action_and_function_call_round_trip(probe):
+    out = json.loads(run_with_env_sh(GENERATE_PROBE, ROOT / 'test').strip().splitlines()[-1])
+    assert out['goal'] == ['turn left', 'required', 32, True, 2, [0, 1, 2, 3, 4, 5]]
+    # The defaults mean 'use the node's parameters' and 'no image'.
+    assert out['empty_goal'] == ['', '', 0, False, 0]
+    assert out['result'] == ['done', 'eos', 0.25, 40.5]
+    assert out['calls'] == [['turn', '{"degrees": 90}', 'ok', True, 4, 'nano_llm']]
+    assert out['feedback'] == ['piece', 9]
+    assert {'SendGoalService', 'GetResultService', 'FeedbackMessage'} <= set(out['services'])
 
 
 def test_one_python_namespace_with_generated_modules(probe):
@@ -152,7 +200,7 @@ def test_share_dir_has_manifest_interfaces_launch_and_config(probe):
     share = pathlib.Path(probe['share'])
     assert share == INSTALL / 'share' / PKG
     assert (share / 'package.xml').is_file()
-    for kind in ('msg', 'srv'):
+    for kind in ('msg', 'srv', 'action'):
         for source in (ROOT / kind).glob(f'*.{kind}'):
             assert (share / kind / source.name).is_file(), source.name
     for sub in ('launch', 'config'):
@@ -162,7 +210,8 @@ def test_share_dir_has_manifest_interfaces_launch_and_config(probe):
                 assert (share / source.relative_to(ROOT)).is_file(), source
     index = INSTALL / 'share' / 'ament_index' / 'resource_index'
     assert (index / 'packages' / PKG).is_file()
-    assert 'msg/StreamToken.msg' in (index / 'rosidl_interfaces' / PKG).read_text()
+    interfaces = (index / 'rosidl_interfaces' / PKG).read_text()
+    assert 'msg/StreamToken.msg' in interfaces and 'action/Generate.action' in interfaces
 
 
 def test_env_sh_sets_local_discovery_and_fastdds(probe):
@@ -182,5 +231,6 @@ def test_setup_py_builds_a_wheel_of_the_library(tmp_path):
         entry_points = next(archive.read(n).decode() for n in names
                             if n.endswith('.dist-info/entry_points.txt'))
     assert {'ros2_nano_llm/__init__.py', 'ros2_nano_llm/models/base.py'} <= names
-    assert not any(n.startswith(('ros2_nano_llm/msg/', 'ros2_nano_llm/srv/')) for n in names)
+    assert not any(n.startswith(('ros2_nano_llm/msg/', 'ros2_nano_llm/srv/',
+                                 'ros2_nano_llm/action/')) for n in names)
     assert 'nano_llm_node = ros2_nano_llm.ros.node:main' in entry_points

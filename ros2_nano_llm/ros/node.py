@@ -60,6 +60,7 @@ from std_srvs.srv import Trigger
 from . import interfaces as ifc
 from . import params
 from . import persistence
+from .compat import initialized
 from .ros_bridge import RosServiceFunctions
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
 from ..functions import BotFunctions, execute, parse_json_call
@@ -257,7 +258,7 @@ class ChatLifecycleNode(LifecycleNode):
 
     def _configure_failed(self, reason: str, fix: str = 'model <path>'
                           ) -> TransitionCallbackReturn:
-        self._last_error = f'configure failed: {reason}'
+        self._last_error = f"configure failed: {reason.rstrip('. ')}"  # '. Fix' follows
         self.get_logger().error(
             f'{self._last_error}. Fix the parameter (ros2 param set '
             f'{self.get_fully_qualified_name()} {fix}) and configure again')
@@ -817,7 +818,7 @@ def main(args: Optional[List[str]] = None) -> int:
     """
     _quiet_progress_bars()
     try:
-        with rclpy.init(args=args):
+        with initialized(args):  # rclpy.init() is a context manager only from Kilted
             try:
                 node = ChatLifecycleNode()
             except ValueError as error:

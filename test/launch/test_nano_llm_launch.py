@@ -12,14 +12,16 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-launch_testing suite: nano_llm.launch.py brings the node to active, it replies, it cleans up.
+launch_testing suite: nano_llm.launch.py brings the node to active once, it replies, it cleans up.
 
 Run on a full ROS 2 install (after colcon build and sourcing the install)::
 
     launch_test test/launch/test_nano_llm_launch.py
+    pytest test/launch          # the same, through launch_testing's pytest plugin
 
 The model is the embedded SmolLM2 unless NANO_LLM_LAUNCH_TEST_MODEL names another. Under
-plain pytest without ``launch_testing`` (the PyPI ROS wheels have none) the module skips.
+plain pytest without ``launch_testing`` (the PyPI ROS wheels have none) the module skips;
+with ``launch_testing`` importable but its pytest plugin not loaded, conftest.py skips it.
 """
 
 import importlib.util
@@ -70,7 +72,7 @@ def generate_test_description():
 
 
 class TestNanoLlmLaunch(unittest.TestCase):
-    """The launched node goes active, answers a prompt, then deactivates and cleans up."""
+    """The launched node goes active, answers, cleans up; autostart acts only once."""
 
     @classmethod
     def setUpClass(cls):
@@ -137,6 +139,20 @@ class TestNanoLlmLaunch(unittest.TestCase):
         # a transition that does not exist from here fails without harming the node
         self.assertFalse(self._transition(Transition.TRANSITION_ACTIVATE))
         self.assertEqual(self._state(), 'unconfigured')
+
+    def test_3_configure_again_stays_inactive(self, proc_output):
+        """Autostart acted once: a later configure ends in inactive, and activate is ours."""
+        self.assertTrue(self._transition(Transition.TRANSITION_CONFIGURE))
+        self.assertEqual(self._state(), 'inactive')
+        # The launch file's old handler activated the node right after this configure (the
+        # transition event reaches launch in milliseconds); give it ample time to misbehave.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            self.assertEqual(self._state(), 'inactive', 'launch activated the node again')
+            time.sleep(0.25)
+        # A lifecycle manager's activate now succeeds (it failed with "Unknown transition").
+        self.assertTrue(self._transition(Transition.TRANSITION_ACTIVATE))
+        self.assertEqual(self._state(), 'active')
 
 
 @launch_testing.post_shutdown_test()
