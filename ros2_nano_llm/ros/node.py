@@ -63,7 +63,7 @@ from . import persistence
 from .compat import initialized
 from .ros_bridge import RosServiceFunctions
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
-from ..functions import BotFunctions, execute, parse_json_call
+from ..functions import execute, FunctionRegistry, parse_json_call
 from ..msg import StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
 from ..vision.convert import shrink_to
@@ -413,14 +413,13 @@ class ChatLifecycleNode(LifecycleNode):
         Runs in ``on_configure`` before the model loads; raises ValueError saying what to
         fix.
         """
-        functions: List[Any] = []
-        for name in dict.fromkeys(config.builtin_functions):
-            record = BotFunctions.find(name)  # imports the built-ins on first use
-            if record is None or record.source == 'ros':
-                available = [f.name for f in BotFunctions.list(all=True) if f.source != 'ros']
-                raise ValueError(f'builtin_functions: there is no built-in function {name!r}; '
-                                 f"available: {', '.join(available) or 'none'}")
-            functions.append(record)
+        # the node's own registry: nothing module-level is written
+        registry = FunctionRegistry()
+        try:
+            registry.load_builtins(config.builtin_functions)
+        except ValueError as error:
+            raise ValueError(f'builtin_functions: {error}') from None
+        functions: List[Any] = list(registry)
         if config.functions_file:
             self._bridge = RosServiceFunctions.from_yaml(
                 self, config.functions_file, callback_group=self._actions_group)
@@ -503,7 +502,7 @@ class ChatLifecycleNode(LifecycleNode):
         functions = self._functions or []
         response.names = [f.name for f in functions]
         response.descriptions = [f.doc_line() for f in functions]
-        response.docs = BotFunctions.generate_docs(functions=functions) if functions else ''
+        response.docs = FunctionRegistry(functions).generate_docs()
         return response
 
     # ---- inputs -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, Optional, Protocol, Tup
 import numpy as np
 
 from .params import NodeConfig
+from ..functions.registry import FunctionRegistry
 
 
 class PromptRejected(ValueError):
@@ -189,8 +190,7 @@ class ChatSession:
         history = self.history
         text = system_prompt or history.template.system_prompt or ''
         if self.functions:
-            from ..functions.registry import BotFunctions
-            text += '\n' + BotFunctions.generate_docs(functions=self.functions)
+            text += '\n' + FunctionRegistry(self.functions).generate_docs()
         return len(self.model.tokenize(text)) + TEMPLATE_MARGIN if text else 0
 
     def _wrap_room(self, system_tokens: int) -> int:
