@@ -160,11 +160,14 @@ class NanoLLM:
         prompt = self._to_inputs(inputs)
         cache = kv_cache if kv_cache is not None else self.new_cache()
         stream = StreamingResponse(self.detokenize, timeout=timeout, kv_cache=cache)
-        stop_ids, stop_strings = self._stop_tokens(stop_tokens)
         hook = None
         if functions and tool_choice != 'none':
             from .functions.streaming import FunctionHook
             hook = FunctionHook(self, functions, template)
+            # a call's closing markup ('</tool_call>', a stop of chat-ml-tools) completes the
+            # call: the hook runs it and the reply goes on, instead of ending unrun
+            stop_tokens = [s for s in stop_tokens or () if s not in hook.CALL_CLOSERS]
+        stop_ids, stop_strings = self._stop_tokens(stop_tokens)
         # the prefix is the program's markup (a tool-call marker), not user text
         prefix = self.backend.tokenize(reply_prefix, special=True) if reply_prefix else []
         prompt.check(cache)  # a stale embed_chat() result fails here, in the caller's thread

@@ -24,7 +24,7 @@ exactly the reply's tokens.
 from typing import Any, List, Optional, Sequence
 
 from .calls import FunctionCall, run_call
-from .parsing import CallDetector, format_result
+from .parsing import CallDetector, format_result, TOOL_CALL_CLOSE
 
 __all__ = ['FunctionCall', 'FunctionHook']
 
@@ -36,6 +36,8 @@ class FunctionHook:
     ``constraint`` (set by ``constraints.Grammars``) is the reply's grammar, told after
     each call that ran so it can release the reply or start over.
     """
+
+    CALL_CLOSERS = (TOOL_CALL_CLOSE,)  # text that ends a call: never a stop for the reply
 
     def __init__(self, model: Any, functions: Sequence[Any], template: Any = None,
                  timeout: float = 10.0):

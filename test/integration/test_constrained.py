@@ -95,9 +95,12 @@ def test_required_reply_is_always_a_valid_call(model, template):
                'llama-3.1': '<|python_tag|>'}[template]
     for seed in range(3):
         CALLS.clear()
+        # the template's stop strings as a chat passes them: chat-ml-tools stops at
+        # '</tool_call>', which closes the call and must not end the reply before it runs
         out = model.generate(new, kv_cache=model.new_cache(), functions=FUNCTIONS,
                              template=history.template, tool_choice='required',
-                             max_new_tokens=64, seed=seed, **sampling)
+                             stop_tokens=history.stop_tokens, max_new_tokens=64, seed=seed,
+                             **sampling)
         text = out.wait()
         assert text.startswith(opening), text
         assert len(out.calls) >= 1 and len(CALLS) == len(out.calls), (text, out.calls)
