@@ -16,7 +16,6 @@
 import pytest
 
 from ros2_nano_llm import NanoLLM
-from support.tiny import build_tiny_model
 
 
 @pytest.fixture(scope='session')
@@ -25,6 +24,8 @@ def tiny_model_dir(tmp_path_factory):
     built = {}
 
     def build(arch='llama'):
+        pytest.importorskip('torch', reason='tiny random models need torch (the hf extra)')
+        from support.tiny import build_tiny_model
         if arch not in built:
             built[arch] = build_tiny_model(str(tmp_path_factory.mktemp(f'{arch}-random')), arch)
         return built[arch]
@@ -34,6 +35,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def smollm2():
     """Return the embedded SmolLM2-135M-Instruct, loaded once per session."""
+    pytest.importorskip('transformers', reason='the hf backend needs transformers')
     model = NanoLLM.from_pretrained('default', api='hf')
     yield model
     model.close()

@@ -36,8 +36,8 @@ import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
 from ros2_nano_llm.chat import storage
 from ros2_nano_llm.chat.__main__ import main as chat_main
-from ros2_nano_llm.models.tiny_vision import build_tiny_llava
 from ros2_nano_llm.ros.persistence import ChatFile
+from support.tiny_vision import build_tiny_llava
 
 pytestmark = [pytest.mark.integration]
 

@@ -32,9 +32,9 @@ import numpy as np
 from PIL import Image as PILImage
 import pytest
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from ros2_nano_llm.models.tiny_vision import build_tiny_llava
 from ros2_nano_llm.srv import CallFunction, ListFunctions
 from sensor_msgs.msg import CompressedImage, Image
+from support.tiny_vision import build_tiny_llava
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
