@@ -152,11 +152,11 @@ def test_bad_files_are_moved_aside_and_a_new_chat_starts(tiny_model_dir, tiny_ll
                 lambda v: 'moved aside' in v.get('history_status', ''), after=mark['diagnostics'])
             assert diag['history_file'] == str(path)
             # the new chat is saved in the file's place; the moved file stays
-            # (turn ids start again at each configure: wait for the reply itself)
+            # (turn ids go on for the life of the process: this is its (i + 1)th turn)
             replies = client.mark()['replies']
             client.publish('Hello again.')
             client.wait_replies(replies)
-            assert _saved_turn(path, 1)['entries'][-2]['text'] == 'Hello again.'
+            assert _saved_turn(path, i + 1)['entries'][-2]['text'] == 'Hello again.'
             assert open(moved[0], 'rb').read() == data
         # a path that cannot be read is no bad file: configure fails, saying why; nothing moves
         assert client.transition('deactivate') and client.transition('cleanup')
