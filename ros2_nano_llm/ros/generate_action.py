@@ -63,13 +63,14 @@ def goal_problem(goal: Any, function_names: Sequence[str], max_prompt_chars: int
     if not goal.prompt.strip():
         return 'empty prompt: there is nothing to answer'
     if len(goal.prompt) > max_prompt_chars:
-        return f'the prompt has {len(goal.prompt)} characters, at most {max_prompt_chars} are taken'
+        return (f'the prompt has {len(goal.prompt)} characters, at most {max_prompt_chars} '
+                'are taken')
     choice = goal.tool_choice
     if choice and choice not in TOOL_CHOICES and choice not in function_names:
         return (f"tool_choice {choice!r} is not 'auto', 'required', 'none' nor a loaded "
                 f"function ({', '.join(function_names) or 'none are loaded'})")
     if choice and choice not in ('auto', 'none') and not function_names:
-        return f"tool_choice {choice!r} needs bot functions and none are loaded"
+        return f'tool_choice {choice!r} needs bot functions and none are loaded'
     high = int(SPECS['max_new_tokens'].high)
     if goal.max_new_tokens > high:
         return f'max_new_tokens={goal.max_new_tokens} is above the most allowed ({high})'
@@ -87,15 +88,22 @@ class GenerateAction:
         self._names = list(function_names)
         self._frame_side = frame_side
         self._max_chars = max_prompt_chars
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._prompts: Dict[bytes, Prompt] = {}  # goal id -> its prompt, while it runs
         self._server = ActionServer(
             node, Generate, ifc.GENERATE, execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup())
 
-    def destroy(self) -> None:
-        """Destroy the action server (the worker has stopped every goal's prompt first)."""
+    def destroy(self, timeout: float) -> None:
+        """
+        Destroy the action server once the running goals have ended (at most ``timeout`` s).
+
+        The worker has stopped every goal's prompt first (deactivate): each goal then ends
+        with its partial reply, which reaches its client before the server goes.
+        """
+        with self._lock:
+            self._lock.wait_for(lambda: not self._prompts, timeout)
         self._server.destroy()
 
     def _on_goal(self, goal: Any) -> GoalResponse:
@@ -145,10 +153,13 @@ class GenerateAction:
             outcome = await run.future
         except Exception as error:  # noqa: BLE001 - the callback's edge: abort, go on
             outcome = Outcome(error=f'{type(error).__name__}: {error}')
+            self._node.get_logger().error(f'~/generate goal failed: {outcome.error}')
+        try:
+            return self._finish(goal_handle, outcome)
         finally:
             with self._lock:
                 self._prompts.pop(key, None)
-        return self._finish(goal_handle, outcome)
+                self._lock.notify_all()
 
     def _finish(self, goal_handle: Any, outcome: Outcome) -> Any:
         stamp = self._node.get_clock().now().to_msg()
@@ -163,8 +174,8 @@ class GenerateAction:
         try:
             if goal_handle.is_cancel_requested:
                 goal_handle.canceled()
-            elif outcome.error:
-                goal_handle.abort()
+            elif outcome.error or outcome.stop_reason in ('stopped', 'error'):
+                goal_handle.abort()  # stopped by ~/stop, another prompt or deactivate
             else:
                 goal_handle.succeed()
         except Exception as error:  # noqa: BLE001 - the server went (deactivate) meanwhile

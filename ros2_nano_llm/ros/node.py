@@ -23,13 +23,15 @@ lets prompts in; ``deactivate`` stops any reply and goes quiet (the chat is kept
 Bot functions: at ``configure`` the robot actions of ``functions_file`` (each one ROS
 service, see ``ros_bridge``) and the ``builtin_functions`` become the functions the model
 may call: the node's own list of records (no process-wide registry is written). Their docs
-join the system prompt and every reply runs the calls it makes. ``~/call_function`` runs
+join the system prompt and every reply runs the calls it makes (each one is published on
+``~/output/calls``; ``tool_choice`` says whether and what to call). ``~/call_function`` runs
 one by name and ``~/list_functions`` lists them; ``~/stop`` interrupts a running one.
 
 Threads: the executor's threads only run short callbacks and never wait for a robot
 action: the node's one worker thread (``worker.ChatWorker``) loads the model and reads each
 reply, which the model generates on its own thread, and ``~/call_function`` is a coroutine
-that awaits a helper thread. Lifecycle services, inputs and the other services have
+that awaits a helper thread; a ``~/generate`` goal (``generate_action``) is a prompt for the
+same worker, awaited by a coroutine. Lifecycle services, inputs and the other services have
 separate callback groups, so a long transition never holds up a prompt, a ``~/stop`` or
 ``/diagnostics``.
 
@@ -351,7 +353,7 @@ class ChatLifecycleNode(LifecycleNode):
                 self.destroy_subscription(entity)
         self._live = []
         if self._generate is not None:
-            self._generate.destroy()
+            self._generate.destroy(WAIT_S)
             self._generate = None
 
     def _release(self) -> None:

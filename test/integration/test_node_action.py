@@ -110,6 +110,7 @@ class Goals:
         self.node = client.node
         self.client = ActionClient(self.node, Generate, f'{client.target}/generate')
         self.calls = []  # FunctionCall messages from ~/output/calls
+        self._results = {}  # id(goal handle) -> (handle, its result future)
         self._cond = threading.Condition()
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                               reliability=ReliabilityPolicy.RELIABLE)
@@ -132,13 +133,16 @@ class Goals:
         future.add_done_callback(lambda _: done.set())
         assert done.wait(timeout), 'the goal was not answered'
         handle = future.result()
-        return (handle if handle.accepted else None), feedback
+        if not handle.accepted:
+            return None, feedback
+        # ask for the result at once, as `ros2 action send_goal` does
+        self._results[id(handle)] = (handle, handle.get_result_async())
+        return handle, feedback
 
-    @staticmethod
-    def result(handle, timeout=60.0):
+    def result(self, handle, timeout=60.0):
         """Wait for a goal's result; return ``(status, result)``."""
         done = threading.Event()
-        future = handle.get_result_async()
+        future = self._results.pop(id(handle))[1]
         future.add_done_callback(lambda _: done.set())
         assert done.wait(timeout), 'no result'
         response = future.result()
@@ -284,8 +288,8 @@ def test_goal_while_busy_follows_busy_policy(node):
     log_start = len(process.log())
     second, _ = goals.send('second')
     assert second is None
-    process.wait_for_log(r"~/generate goal rejected: busy with a reply and busy_policy is "
-                         r"'drop'", start=log_start)
+    process.wait_for_log(r"~/generate goal rejected: busy with a reply and busy_policy is 'drop'",
+                         start=log_start)
     goals.cancel(first)
     assert goals.result(first)[0] == GoalStatus.STATUS_CANCELED
     # queue: the goal waits for the reply and is answered after it
@@ -379,3 +383,19 @@ def test_tool_choice_parameter_applies_to_topic_prompts(node, robot):
     assert client.set_params(reply_prefix='')[0].successful
     _, result, _ = goals.ask('Lights.', tool_choice='set_headlights', max_new_tokens=48)
     assert [c.name for c in result.calls][:1] == ['set_headlights']
+
+
+def test_deactivate_ends_a_running_goal_and_activate_serves_goals_again(node):
+    process, client, goals = node
+    handle, feedback = goals.send('Tell me a very long story.', max_new_tokens=LONG)
+    assert handle is not None
+    _wait_feedback(feedback)
+    assert client.transition('deactivate')
+    status, result = goals.result(handle, timeout=20.0)
+    assert status == GoalStatus.STATUS_ABORTED  # stopped, not finished: the partial reply
+    assert result.stop_reason == 'stopped' and result.reply
+    assert client.transition('activate')
+    client.wait_connected()
+    assert client.history_texts()[-1] == ('bot', 'text', result.reply)  # the chat was kept
+    status, result, feedback = goals.ask('Back again.')
+    assert status == GoalStatus.STATUS_SUCCEEDED and _text(feedback) == result.reply
