@@ -21,7 +21,7 @@ import numpy as np
 from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 
-from ..msg import ChatEntry, StreamToken
+from ..msg import ChatEntry, FunctionCall, StreamToken
 from ..vision.convert import check_frame_size, to_rgb_array
 
 # Private names (~/ = the node's own namespace), remappable as usual.
@@ -31,6 +31,8 @@ INPUT_IMAGE_COMPRESSED = '~/input/image/compressed'
 OUTPUT_TOKENS = '~/output/tokens'
 OUTPUT_STREAM = '~/output/stream'
 OUTPUT_REPLY = '~/output/reply'
+OUTPUT_CALLS = '~/output/calls'
+GENERATE = '~/generate'
 RESET = '~/reset'
 STOP = '~/stop'
 GET_HISTORY = '~/get_history'
@@ -44,6 +46,8 @@ PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
 STREAM_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
                         reliability=ReliabilityPolicy.RELIABLE)
 REPLY_QOS = PROMPT_QOS
+CALLS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                       reliability=ReliabilityPolicy.RELIABLE)
 # Camera frames: best effort, newest only (also matches reliable publishers).
 IMAGE_QOS = qos_profile_sensor_data
 DIAGNOSTICS_QOS = 10
@@ -77,6 +81,14 @@ def stream_token(stamp: Time, turn_id: int, index: int, text: str,
                  eos: bool = False) -> StreamToken:
     """Return one ``~/output/stream`` message."""
     msg = StreamToken(turn_id=turn_id, token_index=index, text=text, eos=eos)
+    msg.header.stamp = stamp
+    return msg
+
+
+def function_call(stamp: Time, turn_id: int, call: Any) -> FunctionCall:
+    """Return one ``~/output/calls`` message from a ``functions.calls.FunctionCall`` record."""
+    msg = FunctionCall(name=call.name, args_json=call.args_json, result=str(call.result),
+                       success=bool(call.success), turn_id=turn_id)
     msg.header.stamp = stamp
     return msg
 

@@ -23,13 +23,15 @@ lets prompts in; ``deactivate`` stops any reply and goes quiet (the chat is kept
 Bot functions: at ``configure`` the robot actions of ``functions_file`` (each one ROS
 service, see ``ros_bridge``) and the ``builtin_functions`` become the functions the model
 may call: the node's own list of records (no process-wide registry is written). Their docs
-join the system prompt and every reply runs the calls it makes. ``~/call_function`` runs
+join the system prompt and every reply runs the calls it makes (each one is published on
+``~/output/calls``; ``tool_choice`` says whether and what to call). ``~/call_function`` runs
 one by name and ``~/list_functions`` lists them; ``~/stop`` interrupts a running one.
 
 Threads: the executor's threads only run short callbacks and never wait for a robot
 action: the node's one worker thread (``worker.ChatWorker``) loads the model and reads each
 reply, which the model generates on its own thread, and ``~/call_function`` is a coroutine
-that awaits a helper thread. Lifecycle services, inputs and the other services have
+that awaits a helper thread; a ``~/generate`` goal (``generate_action``) is a prompt for the
+same worker, awaited by a coroutine. Lifecycle services, inputs and the other services have
 separate callback groups, so a long transition never holds up a prompt, a ``~/stop`` or
 ``/diagnostics``.
 
@@ -61,10 +63,11 @@ from . import interfaces as ifc
 from . import params
 from . import persistence
 from .compat import initialized
+from .generate_action import GenerateAction
 from .ros_bridge import RosServiceFunctions
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
 from ..functions import execute, FunctionRegistry, parse_json_call
-from ..msg import StreamToken
+from ..msg import FunctionCall as FunctionCallMsg, StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
 from ..vision.convert import shrink_to
 
@@ -155,6 +158,8 @@ class ChatLifecycleNode(LifecycleNode):
         self._pub_tokens: Optional[LifecyclePublisher] = None
         self._pub_stream: Optional[LifecyclePublisher] = None
         self._pub_reply: Optional[LifecyclePublisher] = None
+        self._pub_calls: Optional[LifecyclePublisher] = None
+        self._generate: Optional[GenerateAction] = None  # the ~/generate action, while active
         self._live: List[Any] = []  # subscriptions and services that exist while active
         self._stats: Dict[str, float] = {}
         self._stats_turn = 0
@@ -216,6 +221,10 @@ class ChatLifecycleNode(LifecycleNode):
             return self._configure_failed(
                 f'bot functions: {error}', 'functions_file <path> or builtin_functions '
                 "\"['DATE', 'TIME']\"")
+        problem = self._tool_choice_problem(config.tool_choice, functions)
+        if problem:
+            self._unload_functions()
+            return self._configure_failed(problem, "tool_choice 'auto'")
         worker = ChatWorker(self, lambda: self._config, log, self._turn_ids)
         chat_file = persistence.ChatFile(config.history_file, log) \
             if config.history_file else None
@@ -245,6 +254,8 @@ class ChatLifecycleNode(LifecycleNode):
             StreamToken, ifc.OUTPUT_STREAM, ifc.STREAM_QOS)
         self._pub_reply = self.create_lifecycle_publisher(
             String, ifc.OUTPUT_REPLY, ifc.REPLY_QOS)
+        self._pub_calls = self.create_lifecycle_publisher(
+            FunctionCallMsg, ifc.OUTPUT_CALLS, ifc.CALLS_QOS)
         self._last_error = ''
         self._vision_note_logged = False
         model = session.model
@@ -289,6 +300,9 @@ class ChatLifecycleNode(LifecycleNode):
             self.create_service(ListFunctions, ifc.LIST_FUNCTIONS, self._on_list_functions,
                                 callback_group=services),
         ]
+        self._generate = GenerateAction(
+            self, self._worker, lambda: self._config, [f.name for f in self._functions or ()],
+            self._frame_side, MAX_PROMPT_CHARS)
         topic = self.resolve_topic_name(ifc.INPUT_TEXT)
         self.get_logger().info(f'active: listening on {topic}')
         return SUCCESS
@@ -338,13 +352,16 @@ class ChatLifecycleNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._live = []
+        if self._generate is not None:
+            self._generate.destroy(WAIT_S)
+            self._generate = None
 
     def _release(self) -> None:
         if self._worker is not None:
             if not self._worker.close(WAIT_S):
                 self.get_logger().warning('the worker thread did not end in time')
             self._worker = None
-        for name in ('_pub_tokens', '_pub_stream', '_pub_reply'):
+        for name in ('_pub_tokens', '_pub_stream', '_pub_reply', '_pub_calls'):
             publisher = getattr(self, name)
             if publisher is not None:
                 setattr(self, name, None)
@@ -638,9 +655,24 @@ class ChatLifecycleNode(LifecycleNode):
                                              state)
         if not reason and config is not None:
             reason = self._room_problem(config)
+        if not reason and config is not None and config.tool_choice != self._config.tool_choice \
+                and state != 'unconfigured':  # unconfigured: checked at configure
+            reason = self._tool_choice_problem(config.tool_choice, self._functions)
         if reason:
             self.get_logger().warning(f'parameter change refused: {reason}')
         return SetParametersResult(successful=not reason, reason=reason)
+
+    @staticmethod
+    def _tool_choice_problem(choice: str, functions: Optional[List[Any]]) -> str:
+        """Return why ``tool_choice`` cannot apply to the loaded functions, or ''."""
+        names = [f.name for f in functions or ()]
+        if choice in ('auto', 'none') or (choice == 'required' and names) or choice in names:
+            return ''
+        if not names:
+            return (f'tool_choice={choice!r} needs bot functions and none are loaded (set '
+                    "functions_file or builtin_functions and configure again, or use 'auto')")
+        return (f"tool_choice={choice!r} is not 'auto', 'required', 'none' nor a loaded "
+                f"function ({', '.join(names)})")
 
     def _room_problem(self, new: params.NodeConfig) -> str:
         # settings that would make every prompt fail are refused here, with the reason
@@ -700,6 +732,14 @@ class ChatLifecycleNode(LifecycleNode):
         if stats is not None:
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
+
+    def function_called(self, turn_id: int, call: Any) -> None:
+        """Publish one function call that really ran on ``~/output/calls`` (worker thread)."""
+        calls = self._pub_calls
+        if calls is None:
+            return
+        stamp = self.get_clock().now().to_msg()
+        self._publish(lambda: calls.publish(ifc.function_call(stamp, turn_id, call)))
 
     def _publish(self, publish: Callable[[], Any]) -> None:
         try:

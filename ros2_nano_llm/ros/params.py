@@ -122,6 +122,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
               'resets the chat; refused when it leaves too little room for the chat', LIVE),
     ParamSpec('reply_prefix', '', 'text every reply starts with (a function call in it runs); '
               "'' for none. Refused when it does not fit the room kept for replies", LIVE),
+    ParamSpec('tool_choice', 'auto', "function calls in replies to ~/input/text: 'auto' (the "
+              "model may call), 'required' (each reply starts with a call), 'none' (no calls) "
+              "or a loaded function's name (that one is called)", LIVE),
     ParamSpec('max_new_tokens', 128, 'most tokens in one reply', LIVE, 1, 8192),
     ParamSpec('min_new_tokens', -1, 'fewest tokens in one reply before a stop token counts; '
               '-1 for no minimum', LIVE, -1, 8192),
@@ -204,6 +207,9 @@ class _ConfigMethods:
             return 'repetition_penalty must be > 0 (1.0 turns it off)'
         if not self.model.strip():
             return "model must not be empty (use 'default' for the embedded SmolLM2)"
+        if not self.tool_choice.strip():
+            return ("tool_choice must be 'auto', 'required', 'none' or a function's name; "
+                    "got ''")
         names = self.builtin_functions
         if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
             return ('builtin_functions must be a list of function names such as '

@@ -23,10 +23,10 @@ its persistent ``ChatHistory``, and knows how one prompt becomes one reply.
 
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -39,11 +39,44 @@ class PromptRejected(ValueError):
 
 
 @dataclass
+class Outcome:
+    """How a prompt ended, for its listener: the reply, or why there was none."""
+
+    turn_id: int = 0
+    text: str = ''
+    stop_reason: str = 'error'   # as StreamingResponse.stop_reason
+    calls: List[Any] = field(default_factory=list)  # functions.calls.FunctionCall records
+    stats: Dict[str, float] = field(default_factory=dict)
+    error: str = ''              # why the prompt was not answered ('' when it was)
+
+
+class Listener(Protocol):
+    """Who asked one prompt (a ~/generate goal): told of its pieces and of its end."""
+
+    def piece(self, index: int, text: str) -> None:
+        """Take one new piece of this prompt's reply."""
+
+    def finished(self, outcome: Outcome) -> None:
+        """Take the end of this prompt (called exactly once, whatever happened)."""
+
+
+@dataclass(eq=False)
 class Prompt:
-    """A user prompt as it arrived."""
+    """A user prompt as it arrived, with its own options (defaults: the parameters)."""
 
     text: str
     received: float  # time.monotonic() at arrival
+    tool_choice: str = ''     # '' uses the tool_choice parameter
+    max_new_tokens: int = 0   # 0 uses the max_new_tokens parameter
+    image: Optional[np.ndarray] = None  # RGB image for this prompt (else a fresh frame)
+    reset: bool = False       # clear the chat (system prompt kept) before this prompt
+    listener: Optional[Listener] = None
+
+    def notify(self, outcome: Outcome) -> None:
+        """Tell the listener (once) how the prompt ended."""
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.finished(outcome)
 
 
 @dataclass
@@ -98,6 +131,9 @@ class Sink(Protocol):
     def finished(self, turn_id: int, pieces: int, text: str,
                  stats: Optional[Dict[str, float]]) -> None:
         """Take the end of a turn: the whole (maybe partial) text and the model's stats."""
+
+    def function_called(self, turn_id: int, call: Any) -> None:
+        """Take one function call that really ran during the reply (a FunctionCall record)."""
 
 
 # Room checks of the settings (see ChatSession.room_problem).
@@ -242,23 +278,32 @@ class ChatSession:
             raise PromptRejected('empty prompt: there is nothing to answer')
         history = self.history
         with history.lock:
-            frame = None
-            if self.model.has_vision:
+            frame, image = None, prompt.image
+            if image is not None and not self.model.has_vision:
+                raise PromptRejected(f"'{self.model.name}' has no vision: the prompt's image "
+                                     'cannot be seen (send the prompt without it)')
+            if image is None and self.model.has_vision:
                 frame = self.frames.peek(config.max_image_age, time.monotonic())
+                image = frame.image if frame is not None else None
             added = 0
             try:
-                if frame is not None:
-                    history.append('user', image=frame.image)
+                if image is not None:
+                    history.append('user', image=image)
                     added += 1
                 history.append('user', prompt.text)
                 added += 1
                 inputs, _ = history.embed_chat()
                 self._check_prefix_fits(len(inputs), config.reply_prefix)
+                sampling = config.sampling()
+                if prompt.max_new_tokens:
+                    sampling['max_new_tokens'] = prompt.max_new_tokens
+                choice = prompt.tool_choice or config.tool_choice
                 # calls in the reply run as it streams; results use the chat's template
                 reply = self.model.generate(
                     inputs, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
                     functions=self.functions, template=history.template,
-                    reply_prefix=config.reply_prefix or None, **config.sampling())
+                    reply_prefix=config.reply_prefix or None,
+                    tool_choice=None if choice == 'auto' else choice, **sampling)
             except ValueError as error:
                 self._undo(added)
                 raise PromptRejected(str(error)) from error
@@ -344,6 +389,7 @@ class ChatWorker:
         self._busy = False          # a prompt is being answered (until its turn is published)
         self._generating = False    # ... and its reply is not complete yet
         self._reply: Any = None
+        self._current: Optional[Prompt] = None  # the prompt being answered
         self._stop_turn = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -392,24 +438,50 @@ class ChatWorker:
         """
         config = self._config()
         with self._cond:
-            if not self._accepting or self.session is None:
-                return False, 'the node is not active'
+            refusal = self._refusal(config)
+            if refusal:
+                return False, refusal
             note = ''
             if self._generating or self._prompts:
-                if config.busy_policy == 'drop':
-                    return False, "busy with a reply and busy_policy is 'drop'"
                 if config.busy_policy == 'interrupt':
                     dropped = self._clear_prompts()
                     self._stop_current()
                     note = f'interrupted turn {self.turn_id}' + (
                         f', dropped {dropped} waiting prompts' if dropped else '')
-                elif len(self._prompts) >= config.max_queue:
-                    return False, f'{len(self._prompts)} prompts already wait (max_queue)'
                 else:
                     note = f'queued, {len(self._prompts) + 1} waiting'
             self._prompts.append(prompt)
             self._cond.notify_all()
             return True, note
+
+    def refusal(self) -> str:
+        """Return why a prompt submitted now would not be taken (busy policy), or ''."""
+        config = self._config()
+        with self._cond:
+            return self._refusal(config)
+
+    def _refusal(self, config: NodeConfig) -> str:
+        # under self._cond
+        if not self._accepting or self.session is None:
+            return 'the node is not active'
+        if self._generating or self._prompts:
+            if config.busy_policy == 'drop':
+                return "busy with a reply and busy_policy is 'drop'"
+            if config.busy_policy == 'queue' and len(self._prompts) >= config.max_queue:
+                return f'{len(self._prompts)} prompts already wait (max_queue)'
+        return ''
+
+    def cancel(self, prompt: Prompt) -> bool:
+        """Stop ``prompt``'s reply (the partial reply is kept) or drop it if it waits."""
+        with self._cond:
+            if prompt in self._prompts:
+                self._prompts.remove(prompt)
+                prompt.notify(Outcome(stop_reason='stopped', error='cancelled while waiting'))
+                return True
+            if self._current is prompt:
+                self._stop_current()
+                return True
+            return False
 
     def stop(self) -> Tuple[bool, int]:
         """
@@ -452,9 +524,12 @@ class ChatWorker:
         return not self._thread.is_alive()
 
     def _clear_prompts(self) -> int:
-        dropped = len(self._prompts)
+        # under self._cond
+        dropped = list(self._prompts)
         self._prompts.clear()
-        return dropped
+        for prompt in dropped:
+            prompt.notify(Outcome(stop_reason='stopped', error='dropped while waiting'))
+        return len(dropped)
 
     def _stop_current(self) -> None:
         # under self._cond; a reply still in prefill is stopped as soon as it starts
@@ -478,7 +553,7 @@ class ChatWorker:
                     fn, future = self._calls.popleft()
                     prompt = None
                 else:
-                    prompt = self._prompts.popleft()
+                    prompt = self._current = self._prompts.popleft()
                     self._busy = self._generating = True
                     self._stop_turn, self._reply = False, None
             if prompt is None:
@@ -488,13 +563,16 @@ class ChatWorker:
                 self._answer(prompt)
             except PromptRejected as error:
                 self.logger.warning(f'prompt rejected, chat unchanged: {error}')
+                prompt.notify(Outcome(error=f'prompt rejected: {error}'))
             except Exception as error:  # noqa: BLE001 - the worker must outlive a bad turn
                 self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: '
                                   f'{error}')
+                prompt.notify(Outcome(turn_id=self.turn_id, error=f'reply failed: '
+                                      f'{type(error).__name__}: {error}'))
             finally:
                 with self._cond:
                     self._busy = self._generating = False
-                    self._reply = None
+                    self._reply, self._current = None, None
                     self._cond.notify_all()
 
     @staticmethod
@@ -508,6 +586,8 @@ class ChatWorker:
 
     def _answer(self, prompt: Prompt) -> None:
         session = self.session
+        if prompt.reset:
+            session.reset()
         reply, added = session.start_turn(prompt, self._config())
         self.last_setup_s = time.monotonic() - prompt.received
         with self._cond:
@@ -515,10 +595,14 @@ class ChatWorker:
             self._reply = reply
             if self._stop_turn:
                 reply.stop()
-        pieces, error = 0, None
+        pieces, error, calls = 0, None, 0
+        listener = prompt.listener
         try:
             for text in reply:
+                calls = self._report_calls(turn_id, reply, calls)
                 self.sink.piece(turn_id, pieces, text)
+                if listener is not None:
+                    listener.piece(pieces, text)
                 pieces += 1
         except (RuntimeError, TimeoutError) as failure:
             reply.stop()
@@ -526,10 +610,20 @@ class ChatWorker:
         with self._cond:
             # the reply is complete: a prompt arriving from now on waits for no generation
             self._generating = False
-        for made in getattr(reply, 'calls', ()):
+        self._report_calls(turn_id, reply, calls)
+        for made in reply.calls:
             self.logger.info(f'turn {turn_id} called {made.call.raw} -> {made.result}')
         session.finish_turn(reply, added)
         stats = dict(session.model.stats) if error is None else None
         self.sink.finished(turn_id, pieces, reply.text if error is None else '', stats)
         if error is not None:
             raise error
+        prompt.notify(Outcome(turn_id, reply.text, reply.stop_reason or 'eos', list(reply.calls),
+                              stats or {}))
+
+    def _report_calls(self, turn_id: int, reply: Any, reported: int) -> int:
+        # calls that really ran (the library records them as they run), each reported once
+        calls = list(reply.calls)
+        for made in calls[reported:]:
+            self.sink.function_called(turn_id, made)
+        return max(reported, len(calls))

@@ -43,6 +43,8 @@ try:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
     import rclpy
+    from rclpy.action import ActionClient
+    from ros2_nano_llm.action import Generate
     from std_msgs.msg import String
 except ImportError as error:
     missing = [name for name in ('launch_testing', 'launch_ros')
@@ -128,6 +130,32 @@ class TestNanoLlmLaunch(unittest.TestCase):
         publisher.publish(String(data='Hello! What is the capital of France?'))
         self.assertTrue(got.wait(120.0), 'no reply on ~/output/reply')
         self.assertTrue(replies[0].strip(), 'the reply is empty')
+
+    def test_1b_goal_round_trip(self, proc_output):
+        """A ~/generate goal streams feedback and succeeds with the reply it streamed."""
+        client = ActionClient(self.node, Generate, f'{NODE}/generate')
+        try:
+            self.assertTrue(client.wait_for_server(timeout_sec=30.0), 'no ~/generate server')
+            feedback = []
+            done = threading.Event()
+            sent = client.send_goal_async(
+                Generate.Goal(prompt='Hi'),
+                feedback_callback=lambda msg: feedback.append(msg.feedback.text))
+            sent.add_done_callback(lambda _: done.set())
+            self.assertTrue(done.wait(30.0), 'the goal was not answered')
+            handle = sent.result()
+            self.assertTrue(handle.accepted)
+            done.clear()
+            result = handle.get_result_async()
+            result.add_done_callback(lambda _: done.set())
+            self.assertTrue(done.wait(120.0), 'no result')
+            reply = result.result().result
+            time.sleep(0.2)  # feedback may trail the result
+            self.assertTrue(reply.reply.strip(), 'the reply is empty')
+            self.assertEqual(''.join(feedback), reply.reply)
+            self.assertIn(reply.stop_reason, ('eos', 'length'))
+        finally:
+            client.destroy()
 
     def test_2_deactivate_and_cleanup(self, proc_output):
         """Deactivate and cleanup succeed and are logged; the node is unconfigured after."""
