@@ -1,0 +1,129 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""One source of truth: the node's parameters, the CLI's flags and generate() share the table."""
+
+import dataclasses
+import inspect
+
+import pytest
+from ros2_nano_llm import settings
+from ros2_nano_llm.chat import __main__ as terminal
+from ros2_nano_llm.generation import GenerationJob
+from ros2_nano_llm.llm import NanoLLM
+from ros2_nano_llm.settings import PARAMS, SAMPLING, SPECS
+
+# the terminal chat's own flags (no node parameter has their meaning)
+CLI_ONLY = {'prompt', 'history', 'disable_streaming', 'disable_stats', 'print_stats',
+            'prompt_color', 'reply_color', 'no_color', 'log_level', 'debug'}
+
+
+def _other_value(spec):
+    """Return a valid value of ``spec`` that is not its default, and its command-line text."""
+    if spec.choices:
+        value = next(c for c in spec.choices if c != spec.default)
+    elif spec.type is int:
+        value = spec.default + 1
+    elif spec.type is float:
+        value = (spec.low + spec.high) / 2 if spec.default != (spec.low + spec.high) / 2 else 0.5
+    else:
+        value = 'x' + spec.default
+    return value, str(value)
+
+
+@pytest.fixture(scope='module')
+def node():
+    rclpy = pytest.importorskip('rclpy')
+    from ros2_nano_llm.ros.node import ChatLifecycleNode
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = ChatLifecycleNode('settings_test', context=context)
+    yield node
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def test_every_row_is_a_node_parameter_with_its_default(node):
+    from ros2_nano_llm.ros import params
+    for spec in PARAMS:
+        value = node.get_parameter(spec.name).value
+        assert params.plain(value, spec) == spec.default, spec.name
+        described = node.describe_parameter(spec.name)
+        assert described.description == spec.description
+        assert described.additional_constraints == spec.constraints
+        if spec.low is not None:
+            [limits] = described.integer_range or described.floating_point_range
+            assert (limits.from_value, limits.to_value) == (spec.low, spec.high), spec.name
+    assert params.read(node) == params.NodeConfig() == settings.Settings()
+
+
+def test_cli_rows_are_flags_with_the_table_defaults():
+    defaults = vars(terminal.parse_args([]))
+    cli_rows = {spec.name for spec in PARAMS if spec.cli}
+    # the CLI declares no shared setting of its own: every other flag is CLI-only
+    assert set(defaults) - cli_rows == CLI_ONLY
+    assert set(SAMPLING) | {'model', 'api', 'n_threads', 'n_ctx', 'n_gpu_layers', 'base_url',
+                            'quantization', 'max_context_len', 'chat_template',
+                            'system_prompt', 'wrap_tokens'} == cli_rows
+    for name in cli_rows:
+        assert defaults[name] == SPECS[name].default, name
+        assert type(defaults[name]) is SPECS[name].type, name
+
+
+def test_each_flag_sets_its_setting():
+    for spec in PARAMS:
+        if not spec.cli:
+            continue
+        if spec.type is bool:
+            args = terminal.parse_args([spec.flag])
+            value = not spec.default
+        else:
+            value, text = _other_value(spec)
+            args = terminal.parse_args([spec.flag, text])
+        config = settings.from_args(args)
+        assert getattr(config, spec.name) == value, spec.flag
+        assert settings.changed(settings.Settings(), config) == [spec.name]
+
+
+def test_flags_refuse_what_the_node_refuses(capsys):
+    for argv in (['--max-new-tokens', '0'], ['--top-p', '1.5'], ['--api', 'nope'],
+                 ['--n-threads', 'two']):
+        with pytest.raises(SystemExit) as exit_:
+            terminal.parse_args(argv)
+        assert exit_.value.code == 2
+    assert 'max_new_tokens must be in [1, 8192]' in capsys.readouterr().err
+    # a combination the node refuses ends the chat before any model loads
+    assert terminal.main(['--do-sample', '--temperature', '0', '--prompt', 'Hi']) == 2
+    assert 'temperature must be > 0 when do_sample' in capsys.readouterr().err
+
+
+def test_cli_and_node_load_the_same_way():
+    args = terminal.parse_args(['--api', 'llama_cpp', '--n-threads', '2', '--n-ctx', '512'])
+    node_config = settings.Settings(api='llama_cpp', n_threads=2, n_ctx=512)
+    assert settings.from_args(args).load_options() == node_config.load_options() == {
+        'model': 'default', 'api': 'llama_cpp', 'quantization': None, 'max_context_len': None,
+        'n_threads': 2, 'n_ctx': 512, 'n_gpu_layers': -1}
+    openai = settings.Settings(api='openai', base_url='http://host:1')
+    assert openai.load_options()['base_url'] == 'http://host:1'
+    assert 'n_threads' not in openai.load_options()
+    assert settings.Settings(api='openai').load_options()['base_url'] is None
+
+
+def test_library_defaults_are_the_table_defaults():
+    signature = inspect.signature(NanoLLM.generate).parameters
+    for name in SAMPLING:
+        assert signature[name].default == SPECS[name].default, name
+    assert settings.SAMPLING_DEFAULTS == settings.Settings().sampling()
+    job = {f.name: f.default for f in dataclasses.fields(GenerationJob)}
+    assert job['max_new_tokens'] == SPECS['max_new_tokens'].default
+    assert job['min_new_tokens'] == SPECS['min_new_tokens'].default
