@@ -15,6 +15,7 @@
 
 import dataclasses
 import inspect
+import pathlib
 
 import pytest
 from ros2_nano_llm import settings
@@ -127,3 +128,15 @@ def test_library_defaults_are_the_table_defaults():
     job = {f.name: f.default for f in dataclasses.fields(GenerationJob)}
     assert job['max_new_tokens'] == SPECS['max_new_tokens'].default
     assert job['min_new_tokens'] == SPECS['min_new_tokens'].default
+
+
+def test_the_shipped_params_file_lists_every_row_with_its_default():
+    yaml = pytest.importorskip('yaml')
+    root = pathlib.Path(__file__).resolve().parents[2]
+    with open(root / 'config' / 'nano_llm.yaml', encoding='utf-8') as f:
+        values = yaml.safe_load(f)['/**']['ros__parameters']
+    assert set(values) == set(SPECS)
+    # the file differs from the table only where it means to: `ros2 run` starts the chat
+    differ = {name for name, value in values.items()
+              if settings.plain(value, SPECS[name]) != SPECS[name].default}
+    assert differ == {'autostart'}
