@@ -15,7 +15,10 @@
 
 import dataclasses
 import inspect
+import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 from ros2_nano_llm import settings
@@ -42,30 +45,46 @@ def _other_value(spec):
     return value, str(value)
 
 
+# run in a child process: an rclpy context left in this one would make later forks
+# (flake8's worker pool) hang
+_DESCRIBE = """
+import json, rclpy
+from rclpy.context import Context
+from ros2_nano_llm.ros.node import ChatLifecycleNode
+context = Context()
+rclpy.init(context=context)
+node = ChatLifecycleNode('settings_test', context=context)
+out = {}
+for name in node._parameters:
+    d = node.describe_parameter(name)
+    limits = list(d.integer_range or d.floating_point_range)
+    value = node.get_parameter(name).value
+    out[name] = [list(value) if isinstance(value, (list, tuple)) else value, d.description,
+                 d.additional_constraints,
+                 [limits[0].from_value, limits[0].to_value] if limits else None]
+print(json.dumps(out))
+node.destroy_node()
+rclpy.shutdown(context=context)
+"""
+
+
 @pytest.fixture(scope='module')
-def node():
-    rclpy = pytest.importorskip('rclpy')
-    from ros2_nano_llm.ros.node import ChatLifecycleNode
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = ChatLifecycleNode('settings_test', context=context)
-    yield node
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+def declared():
+    pytest.importorskip('rclpy')
+    done = subprocess.run([sys.executable, '-P', '-c', _DESCRIBE], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_every_row_is_a_node_parameter_with_its_default(node):
-    from ros2_nano_llm.ros import params
+def test_every_row_is_a_node_parameter_with_its_default(declared):
     for spec in PARAMS:
-        value = node.get_parameter(spec.name).value
-        assert params.plain(value, spec) == spec.default, spec.name
-        described = node.describe_parameter(spec.name)
-        assert described.description == spec.description
-        assert described.additional_constraints == spec.constraints
-        if spec.low is not None:
-            [limits] = described.integer_range or described.floating_point_range
-            assert (limits.from_value, limits.to_value) == (spec.low, spec.high), spec.name
-    assert params.read(node) == params.NodeConfig() == settings.Settings()
+        value, description, constraints, limits = declared[spec.name]
+        assert settings.plain(value, spec) == spec.default, spec.name
+        assert (description, constraints) == (spec.description, spec.constraints)
+        assert limits == (None if spec.low is None else [spec.low, spec.high]), spec.name
+    assert settings.Settings() == settings.Settings(
+        **{spec.name: settings.plain(declared[spec.name][0], spec) for spec in PARAMS})
 
 
 def test_cli_rows_are_flags_with_the_table_defaults():
