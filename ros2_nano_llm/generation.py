@@ -32,6 +32,7 @@ from .chat.stream import StreamingResponse
 from .models.backend import Backend, EngineRequest, LogitsBackend
 from .models.base import Inputs, KVCache
 from .models.sampling import sample, SamplingParams
+from .settings import SAMPLING_DEFAULTS
 
 
 @dataclass
@@ -42,8 +43,8 @@ class GenerationJob:
     cache: KVCache
     stream: StreamingResponse
     params: SamplingParams
-    max_new_tokens: int = 128
-    min_new_tokens: int = -1
+    max_new_tokens: int = SAMPLING_DEFAULTS['max_new_tokens']
+    min_new_tokens: int = SAMPLING_DEFAULTS['min_new_tokens']
     stop_ids: Sequence[int] = ()
     stop_strings: Sequence[str] = ()   # text that ends the reply; it is not kept in the reply
     function_hook: Any = None          # callable(stream, final) -> token ids to inject, or None

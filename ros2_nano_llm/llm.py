@@ -29,6 +29,7 @@ from .models import auto_api, get_backend
 from .models.backend import Backend
 from .models.base import Inputs, KVCache, TokenArray
 from .models.sampling import SamplingParams
+from .settings import SAMPLING_DEFAULTS as _SAMPLING
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,13 @@ class NanoLLM:
         return KVCache(self.backend)
 
     # ---- generation --------------------------------------------------------------------
-    def generate(self, inputs: InputLike, streaming: bool = True, max_new_tokens: int = 128,
-                 min_new_tokens: int = -1, do_sample: bool = False, temperature: float = 0.7,
-                 top_p: float = 0.95, repetition_penalty: float = 1.0,
+    def generate(self, inputs: InputLike, streaming: bool = True,
+                 max_new_tokens: int = _SAMPLING['max_new_tokens'],
+                 min_new_tokens: int = _SAMPLING['min_new_tokens'],
+                 do_sample: bool = _SAMPLING['do_sample'],
+                 temperature: float = _SAMPLING['temperature'],
+                 top_p: float = _SAMPLING['top_p'],
+                 repetition_penalty: float = _SAMPLING['repetition_penalty'],
                  stop_tokens: Optional[Sequence[Union[int, str]]] = None,
                  kv_cache: Optional[KVCache] = None, functions: Any = None,
                  template: Any = None, reply_prefix: Optional[str] = None,
@@ -149,8 +154,10 @@ class NanoLLM:
         (``{'type': 'regex', 'regex': ...}``) or a Lark grammar (``{'type': 'grammar',
         'grammar': ...}``). ``constraint`` is any other object with ``mask(logits)`` on
         float32 numpy logits (V,), ``advance(token)`` and ``done()``. A stop string of several
-        tokens ends the reply and is not kept in it. Returns a ``StreamingResponse`` that
-        fills from the model's worker thread, or the finished text when ``streaming=False``.
+        tokens ends the reply and is not kept in it. The sampling defaults are the settings
+        table's (``ros2_nano_llm.settings``), as are the node's and the terminal chat's.
+        Returns a ``StreamingResponse`` that fills from the model's worker thread, or the
+        finished text when ``streaming=False``.
         """
         if kwargs:
             raise TypeError(f'generate() got unexpected arguments: {sorted(kwargs)}')

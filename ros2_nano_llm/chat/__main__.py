@@ -29,6 +29,8 @@ import signal
 import sys
 from typing import List, Optional
 
+from .. import settings
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 
 # NanoLLM's DefaultChatPrompts (nano_llm/utils/prompts.py), for ``--prompt default``.
@@ -51,31 +53,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog='python3 -m ros2_nano_llm.chat',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description=__doc__.split('\n')[0])
-    p.add_argument('--model', default='default',
-                   help="model directory, .gguf file, hub id, or 'default' (SmolLM2-135M)")
-    p.add_argument('--api', default='auto',
-                   help='backend: auto (llama_cpp for a .gguf model where installed, else hf), '
-                   'hf, llama_cpp, mlc, openai')
-    p.add_argument('--quantization', default=None, help='backend-specific quantization')
-    p.add_argument('--max-context-len', type=int, default=None, help='cap the context window')
-    p.add_argument('--n-threads', type=int, default=None, help='llama_cpp: CPU threads')
-    p.add_argument('--n-ctx', type=int, default=None, help='llama_cpp: context size')
-    p.add_argument('--n-gpu-layers', type=int, default=None, help='llama_cpp: layers on GPU')
-    p.add_argument('--base-url', default=None, help='openai: server URL ($OPENAI_BASE_URL)')
-    p.add_argument('--chat-template', default=None,
-                   help='built-in template name or JSON file (default: from the model)')
-    p.add_argument('--system-prompt', default=None, help='override the system prompt')
+    # the settings the node has too: flags, defaults and help from the one table
+    settings.add_arguments(p)
     p.add_argument('--prompt', action='append', default=None,
                    help="scripted turn (repeatable): text, an image path, /reset, 'default' "
                         '(a built-in set) or a .txt/.json file of prompts; runs them and exits')
-    p.add_argument('--max-new-tokens', type=int, default=256, help='longest reply')
-    p.add_argument('--min-new-tokens', type=int, default=-1, help='shortest reply')
-    p.add_argument('--do-sample', action='store_true', help='sample instead of greedy')
-    p.add_argument('--temperature', type=float, default=0.7, help='sampling temperature')
-    p.add_argument('--top-p', type=float, default=0.95, help='nucleus sampling mass')
-    p.add_argument('--repetition-penalty', type=float, default=1.0, help='1.0 disables it')
-    p.add_argument('--wrap-tokens', type=int, default=None,
-                   help='tokens kept when the chat overflows the context')
     p.add_argument('--history', default=None, metavar='FILE',
                    help='resume the chat saved in FILE and save it there after each turn')
     p.add_argument('--disable-streaming', action='store_true',
@@ -207,12 +189,9 @@ def run_turn(model, history, entry: str, args: argparse.Namespace, out: Printer)
         return
     with StopOnInterrupt() as interrupt:
         history.append('user', entry)
-        new, _ = history.embed_chat(wrap_tokens=args.wrap_tokens)
+        new, _ = history.embed_chat(wrap_tokens=args.wrap_tokens or None)
         reply = model.generate(new, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
-                               max_new_tokens=args.max_new_tokens,
-                               min_new_tokens=args.min_new_tokens, do_sample=args.do_sample,
-                               temperature=args.temperature, top_p=args.top_p,
-                               repetition_penalty=args.repetition_penalty)
+                               **settings.from_args(args).sampling())
         interrupt.reply = reply
         if args.disable_streaming:
             out(reply.wait(), args.reply_color)
@@ -242,17 +221,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Printer(not args.no_color)
     try:
         prompts = load_prompts(args.prompt)
-        options = {'n_threads': args.n_threads, 'n_ctx': args.n_ctx,
-                   'n_gpu_layers': args.n_gpu_layers, 'base_url': args.base_url}
-        model = NanoLLM.from_pretrained(args.model, api=args.api, quantization=args.quantization,
-                                        max_context_len=args.max_context_len,
-                                        **{k: v for k, v in options.items() if v is not None})
+        config = settings.from_args(args)
+        model = NanoLLM.from_pretrained(**config.load_options())
     except (ValueError, RuntimeError, FileNotFoundError, ImportError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     try:
-        history = ChatHistory(model, chat_template=args.chat_template,
-                              system_prompt=args.system_prompt,
+        history = ChatHistory(model, chat_template=config.chat_template or None,
+                              system_prompt=config.system_prompt or None,
                               print_stats=not args.disable_stats)
     except (ValueError, RuntimeError) as error:
         model.close()

@@ -23,9 +23,11 @@ import numpy as np
 class SamplingParams:
     """How to pick each next token."""
 
+    # neutral values (no scaling, no cut); NanoLLM.generate()'s defaults are the settings
+    # table's (ros2_nano_llm/settings.py), the one place they are written
     do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float = 1.0
+    top_p: float = 1.0
     repetition_penalty: float = 1.0
 
     def __post_init__(self):

@@ -15,7 +15,7 @@
 The ROS 2 side of ros2_nano_llm: the only package that imports rclpy.
 
 - ``node``: ``ChatLifecycleNode`` and ``main()`` (the ``nano_llm_node`` executable)
-- ``params``: the parameter table, declared with descriptors -> a frozen ``NodeConfig``
+- ``params``: the settings table (``..settings``) declared with descriptors -> ``NodeConfig``
 - ``interfaces``: topic and service names, QoS, msg <-> chat conversions
 - ``worker``: the node's one worker thread and the chat session it drives (no rclpy)
 - ``ros_bridge``: robot actions, bot functions that call ROS services

@@ -160,9 +160,7 @@ class ChatSession:
              ) -> 'ChatSession':
         """Load the model and build an empty chat as ``config`` says (blocks: worker thread)."""
         from .. import ChatHistory, NanoLLM
-        model = NanoLLM.from_pretrained(
-            config.model, api=config.library_api(), quantization=config.quantization or None,
-            max_context_len=config.max_context_len or None, **config.backend_options())
+        model = NanoLLM.from_pretrained(**config.load_options())
         try:
             # the functions' docs join the system prompt (the model learns what it may call)
             history = ChatHistory(model, chat_template=config.chat_template or None,
