@@ -471,7 +471,8 @@ class RosServiceFunctions:
         """
         Also register every action in ``registry`` (replacing older robot actions there).
 
-        For library users who call functions through a registry (``BotFunctions``);
+        For library users who call functions through a ``FunctionRegistry`` (NanoLLM's
+        ``BotFunctions`` front: ``BotFunctions.registry()``);
         the node does not. Raises ``ValueError`` when a name is taken by a function that
         is not a robot action (rename the action).
         """

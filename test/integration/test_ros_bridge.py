@@ -32,7 +32,7 @@ import rclpy  # noqa: E402 - after the discovery setting above
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from ros2_nano_llm.functions import (BotFunctions, CallDetector, execute,  # noqa: E402
-                                     parse_json_call)
+                                     FunctionRegistry, parse_json_call)
 from ros2_nano_llm.ros.ros_bridge import (ActionArg, build_request,  # noqa: E402
                                           check_action_type, load_actions, parse_actions,
                                           RobotAction, RosServiceFunctions)
@@ -192,15 +192,16 @@ def test_records_docs_and_an_optional_registry(ros):
     schema = record.schema
     assert schema['properties'] == {'on': {'type': 'boolean', 'description': 'true for on'}}
     # a library user may put them into a registry; a newer bridge replaces them there
-    bridge.register(BotFunctions)
-    BotFunctions.test()                          # must not call the robot
+    registry = FunctionRegistry()
+    bridge.register(registry)
+    registry.test()                              # must not call the robot
     assert robot.requests == []
-    second = RosServiceFunctions(node, ACTIONS[:1], registry=BotFunctions)
+    second = RosServiceFunctions(node, ACTIONS[:1], registry=registry)
     bridge.destroy()
-    assert BotFunctions.find('set_headlights') is second.functions[0]
-    assert BotFunctions.find('stop') is None
+    assert registry.find('set_headlights') is second.functions[0]
+    assert registry.find('stop') is None
     second.destroy()
-    assert BotFunctions.find('set_headlights') is None
+    assert registry.find('set_headlights') is None
     assert bridge.call('stop') == 'error: stop: the robot action bridge was shut down'
 
 
