@@ -78,7 +78,7 @@ def goal_problem(goal: Any, function_names: Sequence[str], max_prompt_chars: int
 
 
 class GenerateAction:
-    """The ``~/generate`` action server of one active node (created at activate)."""
+    """The ``~/generate`` action server of one node (from its first activate to cleanup)."""
 
     def __init__(self, node: Any, worker: ChatWorker, config: Callable[[], NodeConfig],
                  function_names: Sequence[str], frame_side: int, max_prompt_chars: int):
@@ -95,15 +95,20 @@ class GenerateAction:
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup())
 
-    def destroy(self, timeout: float) -> None:
+    def wait_ended(self, timeout: float) -> bool:
         """
-        Destroy the action server once the running goals have ended (at most ``timeout`` s).
+        Wait (at most ``timeout`` s) until no goal runs; return True if none does.
 
         The worker has stopped every goal's prompt first (deactivate): each goal then ends
-        with its partial reply, which reaches its client before the server goes.
+        with its partial reply. The server stays (an inactive node rejects goals with the
+        reason), so rclpy still sends each ended goal's result after this returns.
         """
         with self._lock:
-            self._lock.wait_for(lambda: not self._prompts, timeout)
+            return self._lock.wait_for(lambda: not self._prompts, timeout)
+
+    def destroy(self, timeout: float) -> None:
+        """Destroy the action server once the running goals have ended (at most ``timeout`` s)."""
+        self.wait_ended(timeout)
         self._server.destroy()
 
     def _on_goal(self, goal: Any) -> GoalResponse:

@@ -159,7 +159,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._pub_stream: Optional[LifecyclePublisher] = None
         self._pub_reply: Optional[LifecyclePublisher] = None
         self._pub_calls: Optional[LifecyclePublisher] = None
-        self._generate: Optional[GenerateAction] = None  # the ~/generate action, while active
+        self._generate: Optional[GenerateAction] = None  # ~/generate, activate to cleanup
         self._live: List[Any] = []  # subscriptions and services that exist while active
         self._stats: Dict[str, float] = {}
         self._stats_turn = 0
@@ -300,9 +300,10 @@ class ChatLifecycleNode(LifecycleNode):
             self.create_service(ListFunctions, ifc.LIST_FUNCTIONS, self._on_list_functions,
                                 callback_group=services),
         ]
-        self._generate = GenerateAction(
-            self, self._worker, lambda: self._config, [f.name for f in self._functions or ()],
-            self._frame_side, MAX_PROMPT_CHARS)
+        if self._generate is None:  # kept while inactive: a goal's result must reach its client
+            self._generate = GenerateAction(
+                self, self._worker, lambda: self._config,
+                [f.name for f in self._functions or ()], self._frame_side, MAX_PROMPT_CHARS)
         topic = self.resolve_topic_name(ifc.INPUT_TEXT)
         self.get_logger().info(f'active: listening on {topic}')
         return SUCCESS
@@ -352,11 +353,13 @@ class ChatLifecycleNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._live = []
+        if self._generate is not None and not self._generate.wait_ended(WAIT_S):
+            self.get_logger().warning(f'a ~/generate goal did not end within {WAIT_S:g} s')
+
+    def _release(self) -> None:
         if self._generate is not None:
             self._generate.destroy(WAIT_S)
             self._generate = None
-
-    def _release(self) -> None:
         if self._worker is not None:
             if not self._worker.close(WAIT_S):
                 self.get_logger().warning('the worker thread did not end in time')

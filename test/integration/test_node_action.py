@@ -394,6 +394,10 @@ def test_deactivate_ends_a_running_goal_and_activate_serves_goals_again(node):
     status, result = goals.result(handle, timeout=20.0)
     assert status == GoalStatus.STATUS_ABORTED  # stopped, not finished: the partial reply
     assert result.stop_reason == 'stopped' and result.reply
+    # the server stays while inactive (so the result above arrives) and rejects goals
+    log_start = len(process.log())
+    assert goals.send('While inactive.')[0] is None
+    process.wait_for_log(r'~/generate goal rejected: the node is not active', start=log_start)
     assert client.transition('activate')
     client.wait_connected()
     assert client.history_texts()[-1] == ('bot', 'text', result.reply)  # the chat was kept
