@@ -96,6 +96,25 @@ def ros_env():
 
 
 @pytest.fixture
+def front():
+    """Give a test NanoLLM's ``BotFunctions`` front; put the default registry back afterwards."""
+    from ros2_nano_llm.functions import BotFunctions
+    from ros2_nano_llm.functions.registry import default_registry
+    default = default_registry()
+    before = {f.name: (f, f.enabled) for f in default.list(all=True)}
+    loaded = default.builtins_loaded
+    yield BotFunctions
+    for func in default.list(all=True):
+        if func.name not in before or before[func.name][0] is not func:
+            default.unregister(func.name)
+    for name, (func, enabled) in before.items():
+        func.enabled = enabled
+        if default.find(name) is None:
+            default.add(func)
+    default.builtins_loaded = loaded
+
+
+@pytest.fixture
 def rclpy_context():
     """
     Yield an initialised rclpy ``Context`` of its own, shut down after the test.

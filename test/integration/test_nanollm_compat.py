@@ -33,7 +33,6 @@ from ros2_nano_llm import (BotFunctions, ChatHistory, ChatMessage, ChatTemplate,
                            NanoLLM)
 from ros2_nano_llm.chat import __main__ as terminal
 from ros2_nano_llm.chat.templates import get_template
-from ros2_nano_llm.functions import registry as registry_module
 from ros2_nano_llm.functions.builtins import BUILTINS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,23 +53,6 @@ def _env():
     env = dict(os.environ)
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
     return env
-
-
-@pytest.fixture
-def front():
-    """Give a test NanoLLM's front; put the default registry back as it was afterwards."""
-    default = registry_module.default_registry()
-    before = {f.name: (f, f.enabled) for f in default.list(all=True)}
-    loaded = default.builtins_loaded
-    yield BotFunctions
-    for func in default.list(all=True):
-        if func.name not in before or before[func.name][0] is not func:
-            default.unregister(func.name)
-    for name, (func, enabled) in before.items():
-        func.enabled = enabled
-        if default.find(name) is None:
-            default.add(func)
-    default.builtins_loaded = loaded
 
 
 def _replies(out, prompts):

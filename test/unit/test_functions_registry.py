@@ -41,23 +41,6 @@ def registry():
     return reg
 
 
-@pytest.fixture
-def front():
-    """Give a test NanoLLM's front; put the default registry back as it was afterwards."""
-    default = registry_module.default_registry()
-    before = {f.name: (f, f.enabled) for f in default.list(all=True)}
-    loaded = default.builtins_loaded
-    yield BotFunctions
-    for func in default.list(all=True):
-        if func.name not in before or before[func.name][0] is not func:
-            default.unregister(func.name)
-    for name, (func, enabled) in before.items():
-        func.enabled = enabled
-        if default.find(name) is None:
-            default.add(func)
-    default.builtins_loaded = loaded
-
-
 def test_decorator_bare_and_with_arguments(front):
     registry = front
 
