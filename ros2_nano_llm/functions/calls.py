@@ -23,7 +23,7 @@ import json
 from typing import Any, Dict, Optional, Sequence
 
 from .parsing import DEFAULT_TIMEOUT, execute, ToolCall
-from .registry import BotFunctions
+from .record import find_record
 
 
 @dataclass
@@ -57,7 +57,7 @@ class FunctionCall:
 
 def bound_args(call: ToolCall, functions: Sequence[Any]) -> Dict[str, Any]:
     """Return the call's arguments by name (positional ones bound to the signature)."""
-    func = BotFunctions.find(call.name, BotFunctions.records(functions))
+    func = find_record(call.name, functions)
     if func is not None and not call.error:
         try:
             return dict(func.bind(call.args, call.kwargs).arguments)
