@@ -26,7 +26,7 @@ subscribes to ``~/output/stream`` over real DDS. For every turn, in the same run
 * token rate: (tokens - 1) / (last piece - first piece) seen here, vs the backend's decode
   rate (``tokens_per_second``). Target: >= 95 %.
 
-Usage: ``python3 benchmarks/ros_latency.py [--model default|DIR] [--api hf|llama_cpp]
+Usage: ``python3 benchmarks/ros_latency.py [--model default|DIR] [--api auto|hf|llama_cpp]
 [--turns 8] [--out benchmarks/results/ros_latency.json]`` (after ``source scripts/env.sh``;
 on the Jazzy leg ``NANO_LLM_DISTRO=jazzy source scripts/env.sh`` and ``--api llama_cpp``).
 """
@@ -75,7 +75,7 @@ def _die_with_parent():
         pass
 
 
-def start_node(model, tokens, log_path, api='hf'):
+def start_node(model, tokens, log_path, api='auto'):
     """Start nano_llm_node as `ros2 launch` would; return the Popen."""
     exe = shutil.which('nano_llm_node') or str(
         ROOT / 'install' / 'ros2_nano_llm' / 'lib' / 'ros2_nano_llm' / 'nano_llm_node')
@@ -216,7 +216,7 @@ def measure(probe, turns):
     return rows
 
 
-def summarize(rows, model, tokens, api='hf'):
+def summarize(rows, model, tokens, api='auto'):
     """Return the summary: medians and worst cases of both figures and their ratios."""
     def med(key):
         return statistics.median(r[key] for r in rows)
@@ -248,7 +248,9 @@ def main():
     """Run the benchmark, print the summary and write the JSON file."""
     p = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     p.add_argument('--model', default='default', help="'default' (SmolLM2) or a model dir")
-    p.add_argument('--api', default='hf', help="the node's backend: 'hf' or 'llama_cpp'")
+    p.add_argument('--api', default='auto',
+                   help="the node's backend: 'auto' (its default: llama_cpp for the GGUF), 'hf' "
+                        "or 'llama_cpp'")
     p.add_argument('--turns', type=int, default=8, help='measured turns (after one warm-up)')
     p.add_argument('--tokens', type=int, default=64, help='tokens per reply (min = max)')
     p.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'ros_latency.json'))

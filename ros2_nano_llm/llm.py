@@ -14,16 +14,18 @@
 """NanoLLM: load a model, then generate streaming replies on its own worker thread."""
 
 import atexit
+from concurrent.futures import Future
 import logging
 import queue
 import threading
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import weakref
 
 import numpy as np
 
 from .chat.stream import StreamingResponse
 from .constraints import Grammars
+from .futures import run_into
 from .generation import GenerationJob, run
 from .models import auto_api, get_backend
 from .models.backend import Backend
@@ -36,22 +38,32 @@ log = logging.getLogger(__name__)
 # text, token ids (list, numpy, torch), an embedding (T, D) (numpy, torch), or an Inputs
 InputLike = Union[str, Sequence[int], np.ndarray, Any, Inputs]
 
+# what the worker thread runs: a reply, or a call of submit() with its Future
+_Work = Union[GenerationJob, Tuple[Callable[[], Any], Future]]
+
 # models still open at interpreter exit are closed first (see close())
 _open_models: 'weakref.WeakSet[NanoLLM]' = weakref.WeakSet()
 
 
 class NanoLLM:
-    """A loaded language model with the NanoLLM generation API."""
+    """
+    A loaded language model with the NanoLLM generation API.
+
+    One worker thread per model runs, in order, the replies of ``generate()`` and the calls
+    of ``submit()``; it starts with the first of them and ends with ``close()``.
+    """
 
     def __init__(self, backend: Backend, api: str):
         self.backend = backend
         self.api = api
         self.config = backend.config
         self.stats: Dict[str, float] = {}
-        self._jobs: 'queue.Queue[Optional[GenerationJob]]' = queue.Queue()
+        self._jobs: 'queue.Queue[Optional[_Work]]' = queue.Queue()
         self._worker: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()        # guards the worker and the queue
+        self._close_lock = threading.Lock()  # one close() at a time
         self._current: Optional[GenerationJob] = None
+        self._closing = False
         self.grammars = Grammars(backend)  # tool_choice / response_format constraints
         _open_models.add(self)
 
@@ -157,8 +169,11 @@ class NanoLLM:
         tokens ends the reply and is not kept in it. The sampling defaults are the settings
         table's (``ros2_nano_llm.settings``), as are the node's and the terminal chat's.
         Returns a ``StreamingResponse`` that fills from the model's worker thread, or the
-        finished text when ``streaming=False``.
+        finished text when ``streaming=False`` (not from that thread: it would wait on itself).
         """
+        if not streaming and threading.current_thread() is self._worker:
+            raise RuntimeError("generate(streaming=False) on the model's worker thread would "
+                               'wait for itself; subscribe() to the streaming reply instead')
         if kwargs:
             raise TypeError(f'generate() got unexpected arguments: {sorted(kwargs)}')
         if max_new_tokens < 1:
@@ -219,44 +234,72 @@ class NanoLLM:
                 ids.add(int(stop))
         return sorted(ids), strings
 
-    def _submit(self, job: GenerationJob) -> None:
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """
+        Run ``fn()`` on the model's worker thread after the work queued before it.
+
+        Returns its ``concurrent.futures.Future``. ``fn`` never runs during a reply, and a
+        reply it starts with ``generate()`` runs right after it: a chat driven this way
+        (the node's) needs no thread of its own.
+        """
+        future: Future = Future()
+        self._submit((fn, future))
+        return future
+
+    def _submit(self, work: _Work) -> None:
         with self._lock:
+            if self._closing:
+                raise RuntimeError(f"'{self.name}' is closed")
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name='nano_llm.generate',
                                                 daemon=True)
                 self._worker.start()
-        self._jobs.put(job)
+            self._jobs.put(work)
 
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
+            work = self._jobs.get()
+            if work is None:
                 return
-            self._current = job
+            if not isinstance(work, GenerationJob):
+                fn, future = work
+                run_into(future, fn)
+                continue
+            self._current = work
             try:
-                run(self.backend, job, self.stats)
+                run(self.backend, work, self.stats)
+            except Exception as error:  # noqa: BLE001 - the thread outlives any one reply
+                log.exception('generation failed outside its loop')
+                if not work.stream.done:
+                    work.stream.end(reason='error', error=error)
             finally:
                 self._current = None
 
     def _pending_streams(self):
         # the replies not yet finished: the one running and the queued ones
         with self._jobs.mutex:
-            jobs = [j for j in self._jobs.queue if j is not None]
+            jobs = [j for j in self._jobs.queue if isinstance(j, GenerationJob)]
         current = self._current
         return [j.stream for j in ([current] if current is not None else []) + jobs]
 
     def close(self) -> None:
         """Stop the replies in progress and the worker thread, then free the model."""
-        with self._lock:
-            if self._worker is not None and self._worker.is_alive():
-                for stream in self._pending_streams():
-                    stream.stop()  # each ends at its next token, its cache consistent
-                self._jobs.put(None)
-                self._worker.join()
+        if threading.current_thread() is self._worker:
+            raise RuntimeError("close() cannot run on the model's own worker thread")
+        with self._close_lock:  # a second close() waits for the first to finish
+            with self._lock:
+                worker = self._worker
+                self._closing = True  # submit() refuses from now on
+                if worker is not None and worker.is_alive():
+                    for stream in self._pending_streams():
+                        stream.stop()  # each ends at its next token, its cache consistent
+                    self._jobs.put(None)
+            if worker is not None:
+                worker.join()  # outside _lock: work still queued may submit (and be refused)
             self._worker = None
             if self.backend is not None:
                 self.backend.close()
-            self.backend = None
+                self.backend = None
         _open_models.discard(self)
 
 

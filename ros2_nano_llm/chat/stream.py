@@ -11,11 +11,14 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""StreamingResponse: the queue bridge between the generation worker and its reader."""
+"""StreamingResponse: the bridge between the generation worker and its reader."""
 
+import logging
 import queue
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Sequence
+
+log = logging.getLogger(__name__)
 
 _END = object()
 
@@ -35,6 +38,9 @@ class StreamingResponse:
     ``''`` carries it. ``stop_reason`` says why it ended: ``'eos'`` (a stop token),
     ``'stop'`` (a stop string), ``'length'`` (``max_new_tokens`` or the context),
     ``'stopped'`` (``stop()``) or ``'error'``; None while running.
+
+    Instead of iterating, a reader may ``subscribe()``: the pieces are then handed to it on
+    the worker thread as they decode, with no hand-off to another thread (the node does so).
     """
 
     def __init__(self, detokenize: Callable[[Sequence[int]], str],
@@ -54,12 +60,22 @@ class StreamingResponse:
         self._reading = False   # a reader has started iterating
         self._last_given = False  # the last piece (with eos) was handed out
         self.calls: List[Any] = []   # function calls run during this reply
+        self._lock = threading.Lock()  # orders put()/end() against subscribe()
+        self._on_piece: Optional[Callable[[str], None]] = None
+        self._on_end: Optional[Callable[['StreamingResponse'], None]] = None
 
     # ---- worker side -------------------------------------------------------------------
     def put(self, token: int) -> None:
         """Add one generated token (worker thread)."""
-        self.tokens.append(int(token))
-        self._queue.put(int(token))
+        with self._lock:
+            self.tokens.append(int(token))
+            if self._on_piece is None:
+                self._queue.put(int(token))
+                return
+            self._read += 1
+            piece = self._new_text(final=False)
+        if piece:
+            self._hand(self._on_piece, piece)
 
     def end(self, eos: bool = False, reason: str = 'length',
             error: Optional[BaseException] = None) -> None:
@@ -69,11 +85,29 @@ class StreamingResponse:
         ``eos`` (True when a stop token ended it) is kept for callers of the old signature:
         ``reason`` says it all.
         """
-        self.stop_reason = 'eos' if eos and reason == 'length' else reason
-        self.error = error
-        # done first: a reader that sees the end must also see ``done`` (the node relies on it)
-        self._done.set()
-        self._queue.put(_END)
+        with self._lock:
+            self.stop_reason = 'eos' if eos and reason == 'length' else reason
+            self.error = error
+            # done first: a reader that sees the end must also see ``done``
+            self._done.set()
+            if self._on_piece is None:
+                self._queue.put(_END)
+                return
+        self._deliver_end()
+
+    def _deliver_end(self) -> None:
+        # a subscriber's last piece (text held back until the end), then its on_end
+        piece = self._new_text(final=True) if self.error is None else ''
+        if piece:
+            self._hand(self._on_piece, piece)
+        self._hand(self._on_end, self)
+
+    def _hand(self, callback: Callable[[Any], None], value: Any) -> None:
+        try:
+            callback(value)
+        except Exception:  # noqa: BLE001 - a subscriber's bug must not end generation silently
+            log.exception('a reply subscriber failed; stopping the reply')
+            self.stop()
 
     @property
     def stopped(self) -> bool:
@@ -81,6 +115,34 @@ class StreamingResponse:
         return self._stop.is_set()
 
     # ---- reader side -------------------------------------------------------------------
+    def subscribe(self, on_piece: Callable[[str], None],
+                  on_end: Callable[['StreamingResponse'], None]) -> None:
+        """
+        Take the reply by callbacks instead of iterating it.
+
+        ``on_piece(text)`` gets each new piece and ``on_end(reply)`` the end (then
+        ``stop_reason``, ``error`` and ``text`` are final), both on the model's worker thread
+        as generation goes: keep them short, they hold up the next token, and never wait
+        for the model's worker from them. Pieces generated before this call (and the end,
+        if it came) are handed over at once, in this thread. A callback that raises is
+        logged and stops the reply. A reply has one reader.
+        """
+        with self._lock:
+            if self._reading or self._on_piece is not None:
+                raise RuntimeError('this reply already has a reader')
+            self._on_piece, self._on_end = on_piece, on_end
+            backlog = []
+            while not self._queue.empty():
+                backlog.append(self._queue.get_nowait())
+            for item in backlog:
+                if item is not _END:
+                    self._read += 1
+                    piece = self._new_text(final=False)
+                    if piece:
+                        self._hand(on_piece, piece)
+            if self._done.is_set():
+                self._deliver_end()
+
     def stop(self) -> None:
         """Ask the worker to end this reply after the current token."""
         self._stop.set()
@@ -99,6 +161,8 @@ class StreamingResponse:
         return self._done.is_set() and (self._last_given or not self._reading)
 
     def __next__(self) -> str:
+        if self._on_piece is not None:
+            raise RuntimeError('this reply is taken by subscribe(); it cannot be iterated')
         self._reading = True
         if self._last_given:
             if self.error is not None:

@@ -17,7 +17,7 @@ The ROS 2 side of ros2_nano_llm: the only package that imports rclpy.
 - ``node``: ``ChatLifecycleNode`` and ``main()`` (the ``nano_llm_node`` executable)
 - ``params``: the settings table (``..settings``) declared with descriptors -> ``NodeConfig``
 - ``interfaces``: topic and service names, QoS, msg <-> chat conversions
-- ``worker``: the node's one worker thread and the chat session it drives (no rclpy)
+- ``worker``: the chat session and its work on the model's worker thread (no rclpy)
 - ``ros_bridge``: robot actions, bot functions that call ROS services
 - ``persistence``: the chat's ``history_file``: restored at configure, saved after changes
 """

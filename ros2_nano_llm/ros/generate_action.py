@@ -49,7 +49,7 @@ class GoalRun:
         self.future.add_done_callback(lambda _: None)
 
     def piece(self, index: int, text: str) -> None:
-        """Publish one new piece of the reply as feedback (worker thread)."""
+        """Publish one new piece of the reply as feedback (the model's worker thread)."""
         self.goal_handle.publish_feedback(Generate.Feedback(text=text, token_index=index))
 
     def finished(self, outcome: Outcome) -> None:

@@ -14,8 +14,8 @@
 """
 The nano_llm lifecycle node: one model, one persistent chat, streamed replies over ROS 2.
 
-Transitions (SPEC.md section 3): ``configure`` loads the model and builds the chat (on the
-worker thread; a failure returns FAILURE with the reason logged, and configure may be tried
+Transitions (SPEC.md section 3): ``configure`` loads the model and builds the chat (on a
+thread of its own; a failure returns FAILURE with the reason logged, and configure may be tried
 again after fixing the parameters); ``activate`` creates the subscriptions and services and
 lets prompts in; ``deactivate`` stops any reply and goes quiet (the chat is kept);
 ``cleanup`` frees the model; ``shutdown`` works from any state.
@@ -28,12 +28,12 @@ join the system prompt and every reply runs the calls it makes (each one is publ
 one by name and ``~/list_functions`` lists them; ``~/stop`` interrupts a running one.
 
 Threads: the executor's threads only run short callbacks and never wait for a robot
-action: the node's one worker thread (``worker.ChatWorker``) loads the model and reads each
-reply, which the model generates on its own thread, and ``~/call_function`` is a coroutine
-that awaits a helper thread; a ``~/generate`` goal (``generate_action``) is a prompt for the
-same worker, awaited by a coroutine. Lifecycle services, inputs and the other services have
-separate callback groups, so a long transition never holds up a prompt, a ``~/stop`` or
-``/diagnostics``.
+action. The chat's work (``worker.ChatWorker``: replies, reset, a new system prompt) runs on
+the model's one worker thread, which also publishes each piece as it decodes; a
+``~/generate`` goal (``generate_action``) is a prompt for the same worker, awaited by a
+coroutine, and ``~/call_function`` is a coroutine that awaits a helper thread. Lifecycle
+services, inputs and the other services have separate callback groups, so a long transition
+never holds up a prompt, a ``~/stop`` or ``/diagnostics``.
 
 Robustness: every callback catches, logs and reports at its edge (``_edge``), so no
 message, request or parameter ends the process; sizes are bounded before work is done
@@ -67,6 +67,7 @@ from .generate_action import GenerateAction
 from .ros_bridge import RosServiceFunctions
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
 from ..functions import execute, FunctionRegistry, parse_json_call
+from ..futures import in_thread
 from ..msg import FunctionCall as FunctionCallMsg, StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
 from ..vision.convert import shrink_to
@@ -209,7 +210,7 @@ class ChatLifecycleNode(LifecycleNode):
         return self._state_machine.current_state[1]
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Load the model and build the chat on the worker thread; FAILURE says why."""
+        """Load the model and build the chat off the executor; FAILURE says why."""
         config = self._config
         log = self.get_logger()
         log.info(f"configuring: loading model '{config.model}' (api '{config.api}')")
@@ -225,24 +226,23 @@ class ChatLifecycleNode(LifecycleNode):
         if problem:
             self._unload_functions()
             return self._configure_failed(problem, "tool_choice 'auto'")
-        worker = ChatWorker(self, lambda: self._config, log, self._turn_ids)
         chat_file = persistence.ChatFile(config.history_file, log) \
             if config.history_file else None
+        # loaded off the executor; from then on the chat's work runs on the model's worker
+        future = in_thread(lambda: persistence.open_session(
+            lambda: ChatSession.load(config, self._frames, functions), chat_file),
+            name='nano_llm.load')
         try:
-            future = worker.submit_call(lambda: persistence.open_session(
-                lambda: ChatSession.load(config, self._frames, functions), chat_file))
             session = future.result(timeout=config.load_timeout)
         except FutureTimeout:
             future.add_done_callback(_close_late_session)
-            worker.close(timeout=0.0)
             self._unload_functions()
             return self._configure_failed(
                 f'the model did not load within load_timeout={config.load_timeout:g} s')
         except Exception as error:  # noqa: BLE001 - every load error means FAILURE + reason
-            worker.close(timeout=WAIT_S)
             self._unload_functions()
             return self._configure_failed(f'{type(error).__name__}: {error}')
-        worker.session = session
+        worker = ChatWorker(session, self, lambda: self._config, log, self._turn_ids)
         self._worker, self._session, self._functions = worker, session, functions
         self._chat_file = chat_file
         if chat_file is not None:  # a restored chat goes on after its last saved turn
@@ -362,7 +362,7 @@ class ChatLifecycleNode(LifecycleNode):
             self._generate = None
         if self._worker is not None:
             if not self._worker.close(WAIT_S):
-                self.get_logger().warning('the worker thread did not end in time')
+                self.get_logger().warning("the chat's work did not end in time")
             self._worker = None
         for name in ('_pub_tokens', '_pub_stream', '_pub_reply', '_pub_calls'):
             publisher = getattr(self, name)
@@ -710,7 +710,7 @@ class ChatLifecycleNode(LifecycleNode):
 
     # ---- output (the worker's sink) ---------------------------------------------------
     def piece(self, turn_id: int, index: int, text: str) -> None:
-        """Publish one new piece of reply text (worker thread)."""
+        """Publish one new piece of reply text (the model's worker thread)."""
         stream, tokens = self._pub_stream, self._pub_tokens
         self._turn_id = turn_id
         if stream is None or tokens is None:
@@ -737,7 +737,7 @@ class ChatLifecycleNode(LifecycleNode):
         self.publish_diagnostics(generating=False)
 
     def function_called(self, turn_id: int, call: Any) -> None:
-        """Publish one function call that really ran on ``~/output/calls`` (worker thread)."""
+        """Publish one function call that really ran on ``~/output/calls`` (model's worker)."""
         calls = self._pub_calls
         if calls is None:
             return

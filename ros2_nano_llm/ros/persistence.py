@@ -21,7 +21,7 @@ new system prompt): it takes a snapshot at once (a copy of token lists, well und
 millisecond for a 2,000-token chat) and hands it to the file's writer thread, which
 encodes it and replaces the file (fsync, rename). The writer is a thread of its own
 because an fsync on a robot's SD card or eMMC can take tens of milliseconds or more, and
-the worker thread must be free for the next prompt at once; only the newest snapshot
+the model's worker thread must be free for the next prompt at once; only the newest snapshot
 waits, so a slow disk never queues up writes. No rclpy here: the node passes its logger.
 """
 
@@ -157,7 +157,7 @@ class ChatFile:
 
 
 def open_session(load: Callable[[], Any], chat_file: Optional[ChatFile]) -> Any:
-    """Return ``load()``'s session with ``chat_file`` restored into its chat (worker thread)."""
+    """Return ``load()``'s session with ``chat_file`` restored into its chat (the load thread)."""
     session = load()
     if chat_file is not None:
         try:

@@ -12,13 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The node's one worker thread and the chat it drives (no rclpy here).
+The node's chat and the work it does on the model's worker thread (no rclpy here).
 
-``ChatWorker`` runs, in order, on its own thread: the model load at ``configure``, chat
-changes (reset, a new system prompt) and the replies to prompts. ROS callbacks only queue
-work and return; a reply is read from the model's ``StreamingResponse`` here and handed,
-piece by piece, to a sink (the node, which publishes). ``ChatSession`` is one model and
-its persistent ``ChatHistory``, and knows how one prompt becomes one reply.
+``ChatSession`` is one model and its persistent ``ChatHistory``, and knows how one prompt
+becomes one reply. ``ChatWorker`` runs, in order and on the model's one worker thread, the
+chat changes (reset, a new system prompt) and the replies to prompts: ROS callbacks only
+queue work and return, and each piece of a reply goes to a sink (the node, which
+publishes) from that thread as it decodes.
 """
 
 from collections import deque
@@ -32,6 +32,7 @@ import numpy as np
 
 from .params import NodeConfig
 from ..functions.registry import FunctionRegistry
+from ..futures import run_into
 
 
 class PromptRejected(ValueError):
@@ -158,7 +159,7 @@ class ChatSession:
     @classmethod
     def load(cls, config: NodeConfig, frames: LatestFrame, functions: Any = None
              ) -> 'ChatSession':
-        """Load the model and build an empty chat as ``config`` says (blocks: worker thread)."""
+        """Load the model and build an empty chat as ``config`` says (blocks: the load thread)."""
         from .. import ChatHistory, NanoLLM
         model = NanoLLM.from_pretrained(**config.load_options())
         try:
@@ -322,14 +323,15 @@ class ChatSession:
             raise ValueError(f'reply_prefix ({prefix} tokens) does not fit after the chat in '
                              f'the context of {context} tokens; shorten reply_prefix')
 
-    def finish_turn(self, reply: Any, added: int) -> None:
+    def finish_turn(self, reply: Any, added: int, failed: bool = False) -> None:
         """
-        Add the ended reply (complete, stopped or failed) to the chat as the bot's turn.
+        Add the ended reply (complete or stopped) to the chat as the bot's turn.
 
-        A failed reply is not added; the prompt is taken back so the chat stays as it was.
+        A failed reply (``failed``, or one that ended in error) is not added; the prompt is
+        taken back so the chat stays as it was.
         """
         with self.history.lock:
-            if reply.error is not None or not reply.done:
+            if failed or reply.error is not None or not reply.done:
                 self._undo(added)
             else:
                 self.history.append('bot', reply)
@@ -360,20 +362,44 @@ class TurnIds:
             self._last = max(self._last, int(turn_id))
 
 
+@dataclass(eq=False)
+class _Turn:
+    """The reply being generated for one prompt."""
+
+    prompt: Prompt
+    reply: Any      # its StreamingResponse
+    added: int      # history entries the prompt added (taken back if the reply fails)
+    turn_id: int
+    pieces: int = 0
+    calls: int = 0  # function calls reported so far
+    failure: Optional[BaseException] = None  # the sink or the listener failed
+
+
 class ChatWorker:
     """
-    The node's one worker thread: runs calls and prompts in order, one reply at a time.
+    The node's chat work, run in order on the model's worker thread (no thread of its own).
+
+    Calls (``call``/``post``) and prompts wait here and go to the model's worker one at a
+    time, calls before waiting prompts and never during a reply::
+
+        submit()/submit_call() -> _schedule_step() -> model.submit(_step)
+        _step: a call runs, or a prompt's turn starts (start_turn -> model.generate(), and
+               reply.subscribe(_piece, _ended)); the reply runs next on the same thread
+        _piece: each piece to the sink (published) as it decodes
+        _ended: the reply joins the chat, the sink and the prompt's listener are told,
+                and the next step is scheduled
 
     Prompts arriving during a reply follow the busy policy: ``queue`` (at most
     ``max_queue`` waiting), ``interrupt`` (stop the reply, drop waiting prompts) or
-    ``drop``. Calls (``call``/``post``) run before waiting prompts, never during a reply.
+    ``drop``. A reply holds the chat until it ends or is stopped; a robot action it waits
+    for ends at its own timeout or at the node's ``~/stop``.
     """
 
-    def __init__(self, sink: Sink, config: Callable[[], NodeConfig], logger: Any,
-                 turn_ids: Optional[Iterator[int]] = None, name: str = 'nano_llm.worker'):
+    def __init__(self, session: ChatSession, sink: Sink, config: Callable[[], NodeConfig],
+                 logger: Any, turn_ids: Optional[Iterator[int]] = None):
+        self.session = session
         self.sink = sink
         self.logger = logger
-        self.session: Optional[ChatSession] = None
         # turn ids come from the node: they keep increasing across cleanup and configure
         self._turn_ids = turn_ids if turn_ids is not None else TurnIds()
         self.turn_id = 0
@@ -384,13 +410,13 @@ class ChatWorker:
         self._prompts: Deque[Prompt] = deque()
         self._accepting = False
         self._closing = False
+        self._scheduled = False     # a step or a reply of ours is on the model's worker
         self._busy = False          # a prompt is being answered (until its turn is published)
         self._generating = False    # ... and its reply is not complete yet
-        self._reply: Any = None
-        self._current: Optional[Prompt] = None  # the prompt being answered
-        self._stop_turn = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._current: Optional[Prompt] = None  # the prompt being answered, for cancel()
+        self._reply: Any = None                 # ... and its reply, once started, for stop()
+        self._stop_turn = False                 # stop the reply as soon as it starts
+        self._turn: Optional[_Turn] = None      # its bookkeeping (model's worker thread only)
 
     # ---- state ------------------------------------------------------------------------
     @property
@@ -405,22 +431,22 @@ class ChatWorker:
 
     # ---- calls ------------------------------------------------------------------------
     def submit_call(self, fn: Callable[[], Any]) -> Future:
-        """Queue ``fn`` to run on the worker thread; return its Future."""
+        """Queue ``fn`` to run on the model's worker thread; return its Future."""
         future: Future = Future()
         with self._cond:
             if self._closing:
                 future.set_exception(RuntimeError('the worker is shut down'))
                 return future
             self._calls.append((fn, future))
-            self._cond.notify_all()
+            self._schedule_step()
         return future
 
     def call(self, fn: Callable[[], Any], timeout: float) -> Any:
-        """Run ``fn`` on the worker thread and return its result (bounded by ``timeout``)."""
+        """Run ``fn`` on the model's worker thread and return its result (within ``timeout``)."""
         return self.submit_call(fn).result(timeout=timeout)
 
     def post(self, fn: Callable[[], Any], what: str) -> None:
-        """Run ``fn`` on the worker thread later; a failure is logged as ``what``."""
+        """Run ``fn`` on the model's worker thread later; a failure is logged as ``what``."""
         def report(future: Future) -> None:
             if future.exception() is not None:
                 self.logger.error(f'{what} failed: {future.exception()}')
@@ -449,7 +475,7 @@ class ChatWorker:
                 else:
                     note = f'queued, {len(self._prompts) + 1} waiting'
             self._prompts.append(prompt)
-            self._cond.notify_all()
+            self._schedule_step()
             return True, note
 
     def refusal(self) -> str:
@@ -460,7 +486,7 @@ class ChatWorker:
 
     def _refusal(self, config: NodeConfig) -> str:
         # under self._cond
-        if not self._accepting or self.session is None:
+        if not self._accepting or self._closing:
             return 'the node is not active'
         if self._generating or self._prompts:
             if config.busy_policy == 'drop':
@@ -503,7 +529,7 @@ class ChatWorker:
         """Take prompts again (activate)."""
         with self._cond:
             self._accepting = True
-            self._cond.notify_all()
+            self._schedule_step()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until no reply is running; return True if idle."""
@@ -511,15 +537,14 @@ class ChatWorker:
             return self._cond.wait_for(lambda: not self._busy, timeout=timeout)
 
     def close(self, timeout: float) -> bool:
-        """Stop everything and end the thread; return True if it ended within ``timeout``."""
+        """Stop everything; return True if the work in progress ended within ``timeout``."""
         with self._cond:
             self._closing = True
             self._accepting = False
             self._clear_prompts()
             self._stop_current()
-            self._cond.notify_all()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+            self._fail_calls()
+            return self._cond.wait_for(lambda: not self._scheduled, timeout=timeout)
 
     def _clear_prompts(self) -> int:
         # under self._cond
@@ -529,6 +554,12 @@ class ChatWorker:
             prompt.notify(Outcome(stop_reason='stopped', error='dropped while waiting'))
         return len(dropped)
 
+    def _fail_calls(self) -> None:
+        # under self._cond
+        for _, future in self._calls:
+            future.set_exception(RuntimeError('the worker is shut down'))
+        self._calls.clear()
+
     def _stop_current(self) -> None:
         # under self._cond; a reply still in prefill is stopped as soon as it starts
         if self._busy:
@@ -536,53 +567,55 @@ class ChatWorker:
             if self._reply is not None:
                 self._reply.stop()
 
-    # ---- the thread -------------------------------------------------------------------
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._calls or self._closing or (
-                    self._accepting and self._prompts))
-                if self._closing:
-                    for _, future in self._calls:
-                        future.set_exception(RuntimeError('the worker is shut down'))
-                    self._calls.clear()
-                    return
-                if self._calls:
-                    fn, future = self._calls.popleft()
-                    prompt = None
-                else:
-                    prompt = self._current = self._prompts.popleft()
-                    self._busy = self._generating = True
-                    self._stop_turn, self._reply = False, None
-            if prompt is None:
-                self._run_call(fn, future)
-                continue
-            try:
-                self._answer(prompt)
-            except PromptRejected as error:
-                self.logger.warning(f'prompt rejected, chat unchanged: {error}')
-                prompt.notify(Outcome(error=f'prompt rejected: {error}'))
-            except Exception as error:  # noqa: BLE001 - the worker must outlive a bad turn
-                self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: '
-                                  f'{error}')
-                prompt.notify(Outcome(turn_id=self.turn_id, error=f'reply failed: '
-                                      f'{type(error).__name__}: {error}'))
-            finally:
-                with self._cond:
-                    self._busy = self._generating = False
-                    self._reply, self._current = None, None
-                    self._cond.notify_all()
-
-    @staticmethod
-    def _run_call(fn: Callable[[], Any], future: Future) -> None:
-        if not future.set_running_or_notify_cancel():
+    # ---- on the model's worker thread -------------------------------------------------
+    def _schedule_step(self) -> None:
+        # under self._cond: hand the next work to the model's worker unless ours is there
+        if self._scheduled or not (self._calls or (self._accepting and self._prompts)):
             return
         try:
-            future.set_result(fn())
-        except BaseException as error:  # noqa: B902 - handed to the caller through the Future
-            future.set_exception(error)
+            future = self.session.model.submit(self._step)
+        except RuntimeError as error:  # the model is closed: nothing can run any more
+            self.logger.error(f'the model takes no more work: {error}')
+            self._clear_prompts()
+            self._fail_calls()
+            return
+        self._scheduled = True
+        future.add_done_callback(self._step_failed)
 
-    def _answer(self, prompt: Prompt) -> None:
+    def _step_failed(self, future: Future) -> None:
+        # _step catches what a call or a turn raises: anything else is a bug, said here
+        if future.exception() is not None:
+            self.logger.error(f'chat step failed: {future.exception()!r}')
+
+    def _step(self) -> None:
+        # one call, or the start of one reply (whose end, in _ended, schedules the next step)
+        with self._cond:
+            if self._calls:
+                fn, future = self._calls.popleft()
+                prompt = None
+            elif self._accepting and self._prompts:
+                prompt = self._current = self._prompts.popleft()
+                self._busy = self._generating = True
+                self._stop_turn, self._reply = False, None
+            else:
+                self._step_done()
+                return
+        if prompt is None:
+            run_into(future, fn)
+            with self._cond:
+                self._step_done()
+            return
+        try:
+            self._begin(prompt)
+        except PromptRejected as error:
+            self.logger.warning(f'prompt rejected, chat unchanged: {error}')
+            self._prompt_done(prompt, Outcome(error=f'prompt rejected: {error}'))
+        except Exception as error:  # noqa: BLE001 - the chat must outlive a bad turn
+            self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: {error}')
+            self._prompt_done(prompt, Outcome(turn_id=self.turn_id, error=f'reply failed: '
+                                              f'{type(error).__name__}: {error}'))
+
+    def _begin(self, prompt: Prompt) -> None:
         session = self.session
         if prompt.reset:
             session.reset()
@@ -593,35 +626,78 @@ class ChatWorker:
             self._reply = reply
             if self._stop_turn:
                 reply.stop()
-        pieces, error, calls = 0, None, 0
-        listener = prompt.listener
+        # the reply runs on this thread right after this step: nothing else is queued
+        self._turn = _Turn(prompt, reply, added, turn_id)
+        reply.subscribe(self._piece, self._ended)
+
+    def _piece(self, text: str) -> None:
+        turn = self._turn
+        if turn.failure is not None:
+            return
         try:
-            for text in reply:
-                calls = self._report_calls(turn_id, reply, calls)
-                self.sink.piece(turn_id, pieces, text)
-                if listener is not None:
-                    listener.piece(pieces, text)
-                pieces += 1
-        except (RuntimeError, TimeoutError) as failure:
-            reply.stop()
-            error = failure
+            turn.calls = self._report_calls(turn)
+            self.sink.piece(turn.turn_id, turn.pieces, text)
+            if turn.prompt.listener is not None:
+                turn.prompt.listener.piece(turn.pieces, text)
+            turn.pieces += 1
+        except Exception as error:  # noqa: BLE001 - ends this turn, not the chat
+            turn.failure = error
+            turn.reply.stop()
+
+    def _ended(self, reply: Any) -> None:
+        turn = self._turn
         with self._cond:
             # the reply is complete: a prompt arriving from now on waits for no generation
             self._generating = False
-        self._report_calls(turn_id, reply, calls)
-        for made in reply.calls:
-            self.logger.info(f'turn {turn_id} called {made.call.raw} -> {made.result}')
-        session.finish_turn(reply, added)
-        stats = dict(session.model.stats) if error is None else None
-        self.sink.finished(turn_id, pieces, reply.text if error is None else '', stats)
-        if error is not None:
-            raise error
-        prompt.notify(Outcome(turn_id, reply.text, reply.stop_reason or 'eos', list(reply.calls),
-                              stats or {}))
+        try:
+            outcome = self._finish(turn)
+        except Exception as error:  # noqa: BLE001 - the chat must outlive a bad turn
+            outcome = Outcome(turn.turn_id, error=f'ending turn {turn.turn_id} failed: '
+                                                  f'{type(error).__name__}: {error}')
+            self.logger.error(outcome.error)
+        self._turn = None
+        self._prompt_done(turn.prompt, outcome)
 
-    def _report_calls(self, turn_id: int, reply: Any, reported: int) -> int:
+    def _finish(self, turn: _Turn) -> Outcome:
+        reply, session = turn.reply, self.session
+        error = reply.error or turn.failure
+        # the chat first: what follows publishes, and a failure there must not lose the turn
+        session.finish_turn(reply, turn.added, failed=error is not None)
+        if error is not None:
+            self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: {error}')
+        self._report_calls(turn)
+        for made in reply.calls:
+            self.logger.info(f'turn {turn.turn_id} called {made.call.raw} -> {made.result}')
+        stats = dict(session.model.stats) if error is None else None
+        self.sink.finished(turn.turn_id, turn.pieces, reply.text if error is None else '', stats)
+        if error is not None:
+            return Outcome(turn.turn_id, error=f'reply failed: {type(error).__name__}: {error}')
+        return Outcome(turn.turn_id, reply.text, reply.stop_reason or 'eos', list(reply.calls),
+                       stats or {})
+
+    def _prompt_done(self, prompt: Prompt, outcome: Outcome) -> None:
+        # the prompt is answered (or refused): tell its listener, then take the next work
+        try:
+            prompt.notify(outcome)
+        except Exception as error:  # noqa: BLE001 - a listener's failure must not stall the chat
+            self.logger.error(f'telling the end of turn {outcome.turn_id} failed: '
+                              f'{type(error).__name__}: {error}')
+        finally:
+            with self._cond:
+                self._busy = self._generating = False
+                self._reply, self._current = None, None
+                self._step_done()
+
+    def _step_done(self) -> None:
+        # under self._cond: our work on the model's worker is done; schedule the next, if any
+        self._scheduled = False
+        self._cond.notify_all()
+        if not self._closing:
+            self._schedule_step()
+
+    def _report_calls(self, turn: _Turn) -> int:
         # calls that really ran (the library records them as they run), each reported once
-        calls = list(reply.calls)
-        for made in calls[reported:]:
-            self.sink.function_called(turn_id, made)
-        return max(reported, len(calls))
+        calls = list(turn.reply.calls)
+        for made in calls[turn.calls:]:
+            self.sink.function_called(turn.turn_id, made)
+        return max(turn.calls, len(calls))

@@ -19,11 +19,12 @@ tiny random-weight model says exactly what a test needs, through the real loop a
 """
 
 import json
+import threading
 
-from chat_helpers import recompute, reply
+from chat_helpers import PROMPTS, recompute, reply
 import numpy as np
 import pytest
-from ros2_nano_llm import ChatHistory
+from ros2_nano_llm import ChatHistory, NanoLLM
 from ros2_nano_llm.models.backend import LogitsBackend, TextEngineBackend
 from ros2_nano_llm.models.base import Inputs
 
@@ -149,3 +150,62 @@ def test_inputs_bound_to_a_cache_that_changed_are_refused(tiny_llama):
     tiny_llama.generate('One two', kv_cache=cache, max_new_tokens=1).wait()  # other positions
     with pytest.raises(ValueError, match='now holds'):
         tiny_llama.generate(bound, kv_cache=cache)
+
+
+# ---- one worker thread per model: submit() and subscribe() (how the node drives a chat) ----
+def test_chat_driven_on_the_model_worker_alone(tiny_llama):
+    """A turn started by submit() streams to its subscriber on the same thread, cache exact."""
+    history = ChatHistory(tiny_llama)
+    history.append('user', PROMPTS[0])
+    expected = recompute(tiny_llama, history)
+    seen = {'threads': set(), 'pieces': [], 'ended': threading.Event()}
+
+    def start_turn():
+        seen['threads'].add(threading.get_ident())
+        new, _ = history.embed_chat()
+        out = tiny_llama.generate(new, kv_cache=history.kv_cache,
+                                  stop_tokens=history.stop_tokens, max_new_tokens=12)
+        out.subscribe(on_piece, on_end)
+        return out
+
+    def on_piece(text):
+        seen['threads'].add(threading.get_ident())
+        seen['pieces'].append(text)
+
+    def on_end(out):
+        seen['threads'].add(threading.get_ident())
+        history.append('bot', out)
+        seen['ended'].set()
+
+    out = tiny_llama.submit(start_turn).result(timeout=60)
+    assert seen['ended'].wait(60)
+    assert len(seen['threads']) == 1 and threading.get_ident() not in seen['threads']
+    assert ''.join(seen['pieces']) == out.text and out.tokens == expected
+    history.append('user', PROMPTS[1])
+    expected = recompute(tiny_llama, history)
+    assert reply(tiny_llama, history) == expected  # the turn left the cache exact
+
+
+def test_submitted_work_waits_for_the_reply_before_it(tiny_llama):
+    out = tiny_llama.generate('Count with me: one two', max_new_tokens=16)
+    tokens_then = tiny_llama.submit(lambda: (out.done, len(out.tokens))).result(timeout=60)
+    assert tokens_then == (True, len(out.tokens))  # ran after the reply, never during it
+    with pytest.raises(ZeroDivisionError):
+        tiny_llama.submit(lambda: 1 / 0).result(timeout=60)  # errors reach the caller
+    assert tiny_llama.generate('Hi', max_new_tokens=3, streaming=False)  # the worker goes on
+
+
+def test_waiting_on_itself_is_refused(tiny_llama):
+    def blocking():
+        return tiny_llama.generate('Hi', max_new_tokens=2, streaming=False)
+    with pytest.raises(RuntimeError, match='would wait for itself'):
+        tiny_llama.submit(blocking).result(timeout=60)
+
+
+def test_a_closed_model_takes_no_work(tiny_model_dir):
+    model = NanoLLM.from_pretrained(tiny_model_dir('llama'), api='hf')
+    model.generate('Hi', max_new_tokens=2).wait()
+    model.close()
+    with pytest.raises(RuntimeError, match='is closed'):
+        model.submit(lambda: None)
+    model.close()  # a second close is harmless

@@ -185,3 +185,95 @@ def test_eos_without_a_reader_and_after_an_error(tokenizer):
     assert next(failed) == 'Hi' and not failed.eos            # the error is still to come
     with pytest.raises(RuntimeError, match='boom'):
         next(failed)
+
+
+# ---- subscribe(): pieces by callback on the worker thread (how the node takes a reply) ----
+class Subscriber:
+    """Records each piece and the end, with the thread that handed them over."""
+
+    def __init__(self, fail_on=None):
+        self.pieces, self.threads, self.ended = [], set(), []
+        self.fail_on = fail_on
+
+    def piece(self, text):
+        self.threads.add(threading.current_thread().name)
+        self.pieces.append(text)
+        if self.fail_on is not None and len(self.pieces) == self.fail_on:
+            raise ValueError('subscriber bug')
+
+    def end(self, reply):
+        self.threads.add(threading.current_thread().name)
+        self.ended.append((reply.stop_reason, reply.text))
+
+
+@pytest.mark.parametrize('text', TEXTS)
+def test_subscriber_gets_every_piece_on_the_worker_thread(tokenizer, text):
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    seen = Subscriber()
+    stream.subscribe(seen.piece, seen.end)
+
+    def worker():
+        for t in ids:
+            stream.put(t)
+            # the piece is handed over inside put(): no other thread is in between
+            so_far = tokenizer.decode(stream.tokens)
+            if not so_far.endswith('\ufffd'):
+                assert ''.join(seen.pieces) == so_far
+        stream.end(eos=True, reason='eos')
+    thread = threading.Thread(target=worker, name='model-worker')
+    thread.start()
+    thread.join(5)
+    assert ''.join(seen.pieces) == text and all(seen.pieces)
+    assert all('\ufffd' not in p for p in seen.pieces)
+    assert seen.ended == [('eos', text)] and seen.threads <= {'model-worker'}
+
+
+def test_subscribe_late_gets_the_backlog_and_the_end(tokenizer):
+    text = 'emoji 😀🤖 late'
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    for t in ids:
+        stream.put(t)
+    stream.end(reason='length')
+    seen = Subscriber()
+    stream.subscribe(seen.piece, seen.end)
+    assert ''.join(seen.pieces) == text and seen.ended == [('length', text)]
+
+
+def test_a_reply_has_one_reader(tokenizer):
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    seen = Subscriber()
+    stream.subscribe(seen.piece, seen.end)
+    with pytest.raises(RuntimeError, match='subscribe'):
+        next(stream)
+    with pytest.raises(RuntimeError, match='already has a reader'):
+        stream.subscribe(seen.piece, seen.end)
+    iterated = StreamingResponse(detok(tokenizer), timeout=5)
+    iterated.put(tokenizer.encode('Hi', add_special_tokens=False)[0])
+    assert next(iterated) == 'Hi'
+    with pytest.raises(RuntimeError, match='already has a reader'):
+        iterated.subscribe(seen.piece, seen.end)
+
+
+def test_failing_subscriber_stops_the_reply_and_still_gets_the_end(tokenizer):
+    ids = tokenizer.encode('one two three four five', add_special_tokens=False)
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    seen = Subscriber(fail_on=2)
+    stream.subscribe(seen.piece, seen.end)
+    for t in ids:
+        stream.put(t)
+        if stream.stopped:   # what the generation loop does after each token
+            break
+    stream.end(reason='stopped')
+    assert len(seen.pieces) == 2 and seen.ended == [('stopped', stream.text)]
+
+
+def test_subscriber_of_a_failed_reply_sees_the_error(tokenizer):
+    stream = StreamingResponse(detok(tokenizer), timeout=5)
+    seen = Subscriber()
+    stream.subscribe(seen.piece, seen.end)
+    stream.put(tokenizer.encode('Hi', add_special_tokens=False)[0])
+    stream.end(reason='error', error=ValueError('boom'))
+    assert seen.pieces == ['Hi'] and seen.ended == [('error', 'Hi')]
+    assert isinstance(stream.error, ValueError)
