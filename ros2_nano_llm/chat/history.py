@@ -61,8 +61,7 @@ class ChatHistory:
             else self.template.system_prompt
         self.max_tokens = max_tokens or max(cfg.max_context_len - REPLY_RESERVE,
                                             cfg.max_context_len // 2)
-        self._wrap_given = wrap_tokens
-        self.wrap_tokens = wrap_tokens or self.max_tokens // 2
+        self.wrap_tokens = wrap_tokens  # None or 0: automatic (see _default_wrap)
         self.tools = tools
         self.print_stats = bool(print_stats or kwargs.pop('debug', False))
         if kwargs:
@@ -335,10 +334,10 @@ class ChatHistory:
         return 1 if self.messages and self.messages[0].role == 'system' else 0
 
     def _default_wrap(self, max_tokens: Optional[int]) -> int:
-        # the constructor's wrap_tokens, else half of what the chat may take after the
-        # system prompt, so the kept turns and a new one fit the max_tokens in effect
-        if self._wrap_given:
-            return self._wrap_given
+        # wrap_tokens when set, else half of what the chat may take after the system
+        # prompt, so the kept turns and a new one fit the max_tokens in effect
+        if self.wrap_tokens:
+            return self.wrap_tokens
         limit = max_tokens or self.max_tokens
         head = self.messages[0].num_tokens if self._head() else 0
         return max((limit - head) // 2, 1)

@@ -116,3 +116,16 @@ def test_save_and_restore_round_trip(model):
     history.append('user', PROMPTS[4])
     restored.append('user', PROMPTS[4])
     assert reply(model, restored) == reply(model, history)
+
+
+def test_wrap_tokens_set_after_construction_is_the_one_used(tiny_llama):
+    # the node sets history.wrap_tokens from its wrap_tokens parameter after building the chat
+    for wrap in (40, 100):
+        history = ChatHistory(tiny_llama, max_tokens=160)
+        history.wrap_tokens = wrap
+        for i in range(12):
+            history.append('user', f'{PROMPTS[i % len(PROMPTS)]} (turn {i})')
+            history.append('bot', f'Answer number {i} to that, in a few words.')
+        history.embed_chat()  # past max_tokens: wraps to the newest ``wrap`` tokens
+        kept = sum(m.num_tokens for m in history.messages[1:])
+        assert not history.messages[1].describe().endswith('(turn 0)') and 0 < kept <= wrap
