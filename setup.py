@@ -47,7 +47,7 @@ setup(
         'hf': HF,
         'llama_cpp': LLAMA_CPP,
         'vision': VISION,
-        'all': HF + LLAMA_CPP + VISION,
+        'all': LLAMA_CPP + VISION,  # VISION includes HF
         'test': ['pytest'],
     },
     entry_points={

@@ -64,7 +64,6 @@ class Constraint:
         self.vocab_size = int(vocab_size)
         self._words = np.zeros((1, (self.vocab_size + 31) // 32), dtype=np.int32)  # (1, V/32)
         self._stop = np.array([t for t in stop_ids if 0 <= t < self.vocab_size], dtype=np.int64)
-        self.tokens: List[int] = []  # the tokens the grammar followed
         self.seconds = 0.0  # time spent masking and following tokens (benchmarks read it)
         if prefix and self._matcher.try_consume_tokens(list(prefix)) < len(prefix):
             self._matcher.reset()  # a reply_prefix outside the grammar: it starts after it
@@ -88,7 +87,6 @@ class Constraint:
         start = time.perf_counter()
         if not self._matcher.consume_token(int(token)):
             raise RuntimeError(f'token {token} breaks the grammar: {self._matcher.get_error()}')
-        self.tokens.append(int(token))
         self.seconds += time.perf_counter() - start
 
     def done(self) -> bool:
@@ -101,11 +99,6 @@ class Constraint:
             self._matcher, self._then = self._then, None
         else:
             self._matcher.reset()  # injected text is not model output: free text again
-
-    @property
-    def accepting(self) -> bool:
-        """Return True when the text so far is a complete match of the grammar."""
-        return self._matcher.is_accepting()
 
 
 class Grammars:

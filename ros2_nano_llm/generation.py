@@ -76,7 +76,7 @@ class _Sampled:
         self.backend, self.job, self.cache = backend, job, job.cache
         self.logits: Optional[np.ndarray] = None
         self.context: Optional[List[int]] = None  # what the repetition penalty looks at
-        self.rng = np.random.default_rng(job.seed) if job.seed is not None else None
+        self.rng = np.random.default_rng(job.seed)  # one per reply; unseeded without a seed
 
     def start(self) -> None:
         self.logits = prefill(self.backend, self.cache, self.job.inputs)
@@ -197,6 +197,7 @@ class _StopText:
         self.backend = backend
         self.stops = [s for s in stop_strings if s]
         self.pending: List[int] = []
+        self._text = ''  # the text of ``pending`` as add() last decoded it
 
     def add(self, token: int) -> Optional[Tuple[int, List[int]]]:
         """
@@ -206,7 +207,7 @@ class _StopText:
         text before the stop string that shares a token with it (``.`` of ``.[/``).
         """
         self.pending.append(token)
-        text = self.backend.detokenize(self.pending)
+        text = self._text = self.backend.detokenize(self.pending)
         hits = [text.find(s) for s in self.stops if s in text]
         if not hits:
             return None
@@ -217,8 +218,7 @@ class _StopText:
 
     def releasable(self) -> List[int]:
         """Return (and forget) the held tokens when no stop string can begin in them."""
-        text = self.backend.detokenize(self.pending)
-        if any(_overlap(text, s) for s in self.stops):
+        if any(_overlap(self._text, s) for s in self.stops):
             return []
         out, self.pending = self.pending, []
         return out
@@ -330,7 +330,7 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         flush()
         _record(stats, len(job.inputs), len(stream.tokens), prefill_time,
                 time.perf_counter() - decode_start, first_token_at, job.submitted)
-        stream.end(eos=reason == 'eos', reason=reason)
+        stream.end(reason=reason)
     except Exception as error:  # noqa: BLE001 - handed to the reader, never lost in the worker
         stream.end(reason='error', error=error)
     finally:

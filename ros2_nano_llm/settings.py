@@ -37,12 +37,12 @@ import argparse
 from dataclasses import field, fields, make_dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .models import auto_api
+from .models import auto_api, BACKENDS
 
 BUSY_POLICIES = ('queue', 'interrupt', 'drop')
 LIVE, RELOAD, STARTUP = 'live', 'reload', 'startup'
 # api: 'auto' lets the library choose (llama_cpp for a .gguf model where it is installed)
-APIS = ('auto', 'hf', 'llama_cpp', 'openai', 'mlc')
+APIS = ('auto', *BACKENDS)
 
 
 class ParamSpec:

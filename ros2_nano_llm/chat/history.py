@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from .message import ChatMessage, normalize_role
 from .render import Renderer
 from .stream import StreamingResponse
-from .templates import ChatTemplate, get_template
+from .templates import ChatTemplate, template_for
 from ..models.base import Inputs, KVCache
 
 REPLY_RESERVE = 256  # tokens kept free for the reply when max_tokens is not given
@@ -54,9 +54,7 @@ class ChatHistory:
         """
         self.model = model
         cfg = model.config
-        self.template = get_template(chat_template, model_name=cfg.name,
-                                     model_type=cfg.model_type,
-                                     tokenizer_chat_template=cfg.tokenizer_chat_template)
+        self.template = template_for(cfg, chat_template)
         self._system_prompt = system_prompt if system_prompt is not None \
             else self.template.system_prompt
         self.max_tokens = max_tokens or max(cfg.max_context_len - REPLY_RESERVE,
@@ -425,11 +423,11 @@ class ChatHistory:
         template-style call, and python-style results as one ``tool_response`` entry too.
         """
         from ..functions.parsing import format_result
-        from ..functions.registry import BotFunctions, FunctionRegistry
+        from ..functions.registry import BotFunctions
         text = message.text if isinstance(message, ChatMessage) else message
         functions = BotFunctions.records(tools) if tools else (
             self.tool_functions() or BotFunctions())
-        pairs = FunctionRegistry().run_calls(text or '', functions)
+        pairs = BotFunctions.run_calls(text or '', functions)
         if not pairs:
             return None
         if append and self.template.has_role('tool_response'):

@@ -213,8 +213,7 @@ class _TemplateMeta(type):
     def __call__(cls, template: Any = None, name: Optional[str] = None):
         config = getattr(template, 'config', None)
         if config is not None and not isinstance(template, Mapping):  # a loaded model
-            return get_template(None, model_name=config.name, model_type=config.model_type,
-                                tokenizer_chat_template=config.tokenizer_chat_template)
+            return template_for(config)
         return super().__call__(template, name)
 
 
@@ -603,6 +602,12 @@ def detect_template(model_name: str = '', model_type: str = '',
     if '[INST]' in jinja:
         return 'llama-2'
     return None
+
+
+def template_for(config: Any, spec: Any = None) -> ChatTemplate:
+    """Return the template ``spec`` names (see :func:`get_template`); default: the model's."""
+    return get_template(spec, model_name=config.name, model_type=config.model_type,
+                        tokenizer_chat_template=config.tokenizer_chat_template)
 
 
 def get_template(spec: Union[None, str, os.PathLike, Mapping[str, Any], ChatTemplate] = None,

@@ -172,16 +172,15 @@ def call_grammar(records: Sequence[Any], syntax: str, free_text: bool = False,
         calls = [f'{_opening(t, special_tokens)} {rest}' for t, rest in _bodies(records, syntax)]
         return '%llguidance {}\nstart: ' + ' | '.join(f'({c})' for c in calls) + '\n'
     pairs = [p for s in SYNTAXES for p in _bodies(records, s)]
-    lines = ['%llguidance {}', 'start: (' + ' | '.join(f'call_{i}' for i in range(len(pairs)))
+    # as the call detector: NAME( inside a word, a method (.NAME() or a definition (def NAME()
+    # is not a call (not_call), so the text goes on freely there
+    names = '|'.join(_regex_escape(r.name) for r in records)
+    lines = ['%llguidance {}',
+             'start: (' + ' | '.join(['not_call'] + [f'call_{i}' for i in range(len(pairs))])
              + ')* TEXT',
              # free text that never holds a result marker (only a real call gets a result)
-             'TEXT: /(?s:.*)/ & ~/(?s:.*)(' + '|'.join(RESULT_MARKERS)
-             + ')(?s:.*)/']
-    # as the call detector: NAME( inside a word, a method (.NAME() or a definition (def NAME()
-    # is not a call, so the text goes on freely there
-    names = '|'.join(_regex_escape(r.name) for r in records)
-    lines[1] = lines[1].replace('(call_0', '(not_call | call_0')
-    lines.append(f'not_call[lazy]: TEXT /(def |[.A-Za-z0-9_])({names})\\(/')
+             'TEXT: /(?s:.*)/ & ~/(?s:.*)(' + '|'.join(RESULT_MARKERS) + ')(?s:.*)/',
+             f'not_call[lazy]: TEXT /(def |[.A-Za-z0-9_])({names})\\(/']
     for i, (trigger, rest) in enumerate(pairs):
         if trigger in special_tokens:
             lines.append(f'call_{i}: TEXT {trigger} {rest}')

@@ -38,6 +38,7 @@ lock, because a node registers and calls functions from several threads. No torc
 rclpy here.
 """
 
+import dataclasses
 import fnmatch
 import json
 import threading
@@ -62,8 +63,6 @@ JSON_EPILOGUE = (
     '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
 
 SPECS = ('python', 'json', 'openai')
-_RECORD_FIELDS = ('name', 'func', 'docs', 'enabled', 'signature', 'schema', 'arg_docs',
-                  'testable', 'timeout', 'source')
 
 
 class BotFunction(FunctionRecord):
@@ -138,7 +137,8 @@ class FunctionRegistry:
     def add(self, record: FunctionRecord) -> BotFunction:
         """Add a ready-made record (see :meth:`register` for the rules); return it."""
         if not isinstance(record, BotFunction):
-            record = BotFunction(**{k: getattr(record, k) for k in _RECORD_FIELDS})
+            record = BotFunction(**{f.name: getattr(record, f.name)
+                                    for f in dataclasses.fields(FunctionRecord)})
         with self._lock:
             existing = self._functions.get(record.name)
             if record.builtin and existing is not None and not existing.builtin:

@@ -24,7 +24,7 @@ exactly the reply's tokens.
 from typing import Any, List, Optional, Sequence
 
 from .calls import FunctionCall, run_call
-from .parsing import CallDetector, format_result, TOOL_CALL_CLOSE
+from .parsing import CallDetector, DEFAULT_TIMEOUT, format_result, TOOL_CALL_CLOSE
 
 __all__ = ['FunctionCall', 'FunctionHook']
 
@@ -40,15 +40,11 @@ class FunctionHook:
     CALL_CLOSERS = (TOOL_CALL_CLOSE,)  # text that ends a call: never a stop for the reply
 
     def __init__(self, model: Any, functions: Sequence[Any], template: Any = None,
-                 timeout: float = 10.0):
-        from ..chat.templates import get_template
-        cfg = model.config
+                 timeout: float = DEFAULT_TIMEOUT):
+        from ..chat.templates import template_for
         self.model = model
-        self.functions = list(functions)
-        self.template = template if template is not None else get_template(
-            None, model_name=cfg.name, model_type=cfg.model_type,
-            tokenizer_chat_template=cfg.tokenizer_chat_template)
-        self.detector = CallDetector(self.functions)
+        self.template = template if template is not None else template_for(model.config)
+        self.detector = CallDetector(functions)
         self.functions = self.detector.functions  # BotFunction records
         self.timeout = timeout
         self.constraint: Any = None
@@ -64,8 +60,9 @@ class FunctionHook:
             made = run_call(call, self.functions, timeout=self.timeout)
             # a template without a tool_response role gets the result inline, like python style
             made.turn = call.style != 'python' and self.template.has_role('tool_response')
-            made.content = format_result(call, made.result, self.template) if made.turn or \
-                call.style == 'python' else f' -> {made.result}'
+            # (python style, or no tool_response role: `` -> RESULT`` inline)
+            made.content = format_result(call, made.result, self.template) if made.turn \
+                else f' -> {made.result}'
             made.token_start = start + len(tokens)
             tokens += self._tool_turn(made.content) if made.turn else self._text(made.content)
             made.token_end = start + len(tokens)

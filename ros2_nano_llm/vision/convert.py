@@ -107,9 +107,7 @@ def declared_size(image: Any) -> Optional[Tuple[int, int]]:
         return int(width), int(height)
     data = None
     if _is_ros_compressed(image):
-        data = _msg_bytes(image).tobytes()
-        if 'compresseddepth' in str(image.format or '').lower().replace(' ', ''):
-            data = data[12:]
+        data = _compressed_payload(image)
     elif isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
     if not data:
@@ -450,9 +448,14 @@ def _normalize_float(arr: np.ndarray) -> np.ndarray:
     return (out - lo) / (hi - lo) if hi > lo else np.zeros(arr.shape, dtype=np.float64)
 
 
-def _from_ros_compressed(msg: Any) -> np.ndarray:
-    fmt = str(msg.format or '')
+def _compressed_payload(msg: Any) -> bytes:
+    # the encoded image of a sensor_msgs/CompressedImage
     data = _msg_bytes(msg).tobytes()
-    if 'compresseddepth' in fmt.lower().replace(' ', ''):
+    if 'compresseddepth' in str(msg.format or '').lower().replace(' ', ''):
         data = data[12:]  # compressed_depth_image_transport prefixes a 12-byte config header
-    return _decode_bytes(data, f'sensor_msgs/CompressedImage (format {fmt!r})')
+    return data
+
+
+def _from_ros_compressed(msg: Any) -> np.ndarray:
+    return _decode_bytes(_compressed_payload(msg),
+                         f'sensor_msgs/CompressedImage (format {str(msg.format or "")!r})')
