@@ -31,12 +31,10 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.task import Future
 
 from . import interfaces as ifc
-from .params import NodeConfig, SPECS
+from .params import NodeConfig, SPECS, tool_choice_problem
 from .worker import ChatWorker, Outcome, Prompt
 from ..action import Generate
 from ..vision.convert import shrink_to
-
-TOOL_CHOICES = ('auto', 'required', 'none')
 
 
 class GoalRun:
@@ -65,12 +63,10 @@ def goal_problem(goal: Any, function_names: Sequence[str], max_prompt_chars: int
     if len(goal.prompt) > max_prompt_chars:
         return (f'the prompt has {len(goal.prompt)} characters, at most {max_prompt_chars} '
                 'are taken')
-    choice = goal.tool_choice
-    if choice and choice not in TOOL_CHOICES and choice not in function_names:
-        return (f"tool_choice {choice!r} is not 'auto', 'required', 'none' nor a loaded "
-                f"function ({', '.join(function_names) or 'none are loaded'})")
-    if choice and choice not in ('auto', 'none') and not function_names:
-        return f'tool_choice {choice!r} needs bot functions and none are loaded'
+    if goal.tool_choice:  # '' uses the node's tool_choice parameter
+        problem = tool_choice_problem(goal.tool_choice, function_names)
+        if problem:
+            return problem
     high = int(SPECS['max_new_tokens'].high)
     if goal.max_new_tokens > high:
         return f'max_new_tokens={goal.max_new_tokens} is above the most allowed ({high})'
@@ -90,6 +86,7 @@ class GenerateAction:
         self._max_chars = max_prompt_chars
         self._lock = threading.Condition()
         self._prompts: Dict[bytes, Prompt] = {}  # goal id -> its prompt, while it runs
+        self._images: Dict[int, Any] = {}  # id(goal request) -> its image, accept to execute
         self._server = ActionServer(
             node, Generate, ifc.GENERATE, execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
@@ -112,10 +109,11 @@ class GenerateAction:
         self._server.destroy()
 
     def _on_goal(self, goal: Any) -> GoalResponse:
+        image = None
         try:
             problem = goal_problem(goal, self._names, self._max_chars)
             if not problem and goal.image.data:
-                self._image(goal)  # a bad image is refused now, not after acceptance
+                image = self._image(goal)  # a bad image is refused now, not after acceptance
             problem = problem or self._worker.refusal()
         except ValueError as error:
             problem = f'bad image: {error}'
@@ -124,6 +122,9 @@ class GenerateAction:
         if problem:
             self._node.get_logger().warning(f'~/generate goal rejected: {problem}')
             return GoalResponse.REJECT
+        if image is not None:  # decoded once: _execute gets the same request object
+            with self._lock:
+                self._images[id(goal)] = image
         return GoalResponse.ACCEPT
 
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
@@ -143,8 +144,12 @@ class GenerateAction:
         goal, key = goal_handle.request, bytes(goal_handle.goal_id.uuid)
         run = GoalRun(goal_handle, self._node.executor)
         try:
+            with self._lock:
+                image = self._images.pop(id(goal), None)
+            if image is None:
+                image = self._image(goal)
             prompt = Prompt(goal.prompt, time.monotonic(), tool_choice=goal.tool_choice,
-                            max_new_tokens=int(goal.max_new_tokens), image=self._image(goal),
+                            max_new_tokens=int(goal.max_new_tokens), image=image,
                             reset=bool(goal.reset), listener=run)
             with self._lock:
                 self._prompts[key] = prompt

@@ -222,7 +222,7 @@ class ChatLifecycleNode(LifecycleNode):
             return self._configure_failed(
                 f'bot functions: {error}', 'functions_file <path> or builtin_functions '
                 "\"['DATE', 'TIME']\"")
-        problem = self._tool_choice_problem(config.tool_choice, functions)
+        problem = params.tool_choice_problem(config.tool_choice, [f.name for f in functions or ()])
         if problem:
             self._unload_functions()
             return self._configure_failed(problem, "tool_choice 'auto'")
@@ -660,22 +660,11 @@ class ChatLifecycleNode(LifecycleNode):
             reason = self._room_problem(config)
         if not reason and config is not None and config.tool_choice != self._config.tool_choice \
                 and state != 'unconfigured':  # unconfigured: checked at configure
-            reason = self._tool_choice_problem(config.tool_choice, self._functions)
+            reason = params.tool_choice_problem(config.tool_choice,
+                                                [f.name for f in self._functions or ()])
         if reason:
             self.get_logger().warning(f'parameter change refused: {reason}')
         return SetParametersResult(successful=not reason, reason=reason)
-
-    @staticmethod
-    def _tool_choice_problem(choice: str, functions: Optional[List[Any]]) -> str:
-        """Return why ``tool_choice`` cannot apply to the loaded functions, or ''."""
-        names = [f.name for f in functions or ()]
-        if choice in ('auto', 'none') or (choice == 'required' and names) or choice in names:
-            return ''
-        if not names:
-            return (f'tool_choice={choice!r} needs bot functions and none are loaded (set '
-                    "functions_file or builtin_functions and configure again, or use 'auto')")
-        return (f"tool_choice={choice!r} is not 'auto', 'required', 'none' nor a loaded "
-                f"function ({', '.join(names)})")
 
     def _room_problem(self, new: params.NodeConfig) -> str:
         # settings that would make every prompt fail are refused here, with the reason

@@ -20,7 +20,7 @@ This is the ROS edge of the table: it turns each ``ParamSpec`` row into a
 kind (``live``, ``reload``, ``startup``; see ``ros2_nano_llm.settings``).
 """
 
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
@@ -30,7 +30,7 @@ from ..settings import (APIS, BUSY_POLICIES, changed, LIVE, PARAMS, ParamSpec, p
 
 __all__ = ('APIS', 'BUSY_POLICIES', 'LIVE', 'RELOAD', 'STARTUP', 'PARAMS', 'SPECS', 'SAMPLING',
            'ParamSpec', 'NodeConfig', 'descriptor', 'declare', 'read', 'check_change',
-           'changed')
+           'changed', 'tool_choice_problem')
 
 # every parameter of the node as plain values, one frozen snapshot (fields from PARAMS)
 NodeConfig = Settings
@@ -118,3 +118,15 @@ def check_change(config: NodeConfig, changes: Iterable[Any], model_loaded: bool,
         return config.updated(values), ''
     except (TypeError, ValueError) as error:
         return None, str(error)
+
+
+def tool_choice_problem(choice: str, function_names: Sequence[str]) -> str:
+    """Return why ``tool_choice`` cannot apply to the loaded functions, or ''."""
+    names = list(function_names)
+    if choice in ('auto', 'none') or (choice == 'required' and names) or choice in names:
+        return ''
+    if not names:
+        return (f'tool_choice {choice!r} needs bot functions and none are loaded (set '
+                "functions_file or builtin_functions and configure again, or use 'auto')")
+    return (f"tool_choice {choice!r} is not 'auto', 'required', 'none' nor a loaded "
+            f"function ({', '.join(names)})")

@@ -697,7 +697,7 @@ class ChatWorker:
 
     def _report_calls(self, turn: _Turn) -> int:
         # calls that really ran (the library records them as they run), each reported once
-        calls = list(turn.reply.calls)
-        for made in calls[turn.calls:]:
+        calls = turn.reply.calls
+        for made in calls[turn.calls:len(calls)]:
             self.sink.function_called(turn.turn_id, made)
-        return max(turn.calls, len(calls))
+        return len(calls)
