@@ -93,9 +93,8 @@ def ask(model, functions, request: str, max_new_tokens: int, mode: str, **sampli
                        'success': c.success} for c in reply.calls]}
 
 
-def run(model, n: int, max_new_tokens: int) -> dict:
+def run(model, functions, n: int, max_new_tokens: int) -> dict:
     """Ask the first ``n`` requests in each mode, greedily and sampled; return the counts."""
-    functions = [BotFunctions.find(name) for name in ('set_headlights', 'TIME', 'DATE')]
     samplings = {'greedy': {'do_sample': False},
                  'sampled': {'do_sample': True, 'temperature': 0.7, 'top_p': 0.95}}
     requests = [REQUESTS[i % len(REQUESTS)] for i in range(n)]
@@ -177,16 +176,16 @@ def main() -> None:
     options = {'n_threads': args.threads} if args.threads else {}
     model = NanoLLM.from_pretrained(args.model, api=args.api, **options)
     try:
-        docs = BotFunctions.generate_docs(functions=[
-            BotFunctions.find(name) for name in ('set_headlights', 'TIME', 'DATE')])
+        functions = [BotFunctions.find(name) for name in ('set_headlights', 'TIME', 'DATE')]
+        docs = BotFunctions.generate_docs(functions=functions)
         model.grammars.tokenizer  # built once (about a second), outside the timed replies
-        results = run(model, args.n, args.max_new_tokens)
+        results = run(model, functions, args.n, args.max_new_tokens)
     finally:
         model.close()
     summary = {key: summary_line(counts) for key, counts in results.items()}
-    free = statistics.mean(results[f'free_{s}']['decode_rate'] for s in ('greedy', 'sampled'))
     rates = {mode: statistics.mean(results[f'{mode}_{s}']['decode_rate']
                                    for s in ('greedy', 'sampled')) for mode in MODES}
+    free = rates['free']
     report = {'model': model.name, 'api': model.api, 'threads': args.threads,
               'max_new_tokens': args.max_new_tokens,
               'system_prompt': SYSTEM_PROMPT, 'function_docs': docs,

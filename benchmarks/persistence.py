@@ -97,7 +97,7 @@ def first_token(model, history, prompt_text: str) -> float:
     return ttft
 
 
-def ttft_while_writing(model, history, chat_file, path, repeats: int):
+def ttft_while_writing(model, history, chat_file, repeats: int):
     """Median TTFT of the next turn with no write, and right after a save is triggered."""
     quiet, writing = [], []
     for _ in range(repeats):
@@ -187,7 +187,7 @@ def main():
                                            separators=(',', ':')).encode(), args.repeats)
     chat_file = ChatFile(path, logging.getLogger('persistence'))
     quiet, writing, quiet_all, writing_all = ttft_while_writing(
-        model, history, chat_file, path, args.repeats)
+        model, history, chat_file, args.repeats)
     chat_file.close(30.0)
     warm = statistics.median(first_token(model, history, NEXT) for _ in range(args.repeats))
     load_s, restart, load_all, restart_all = restart_ttft(model, path, max(3, args.repeats // 2))
