@@ -47,3 +47,13 @@ def tiny_llama(tiny_model_dir):
     model = NanoLLM.from_pretrained(tiny_model_dir('llama'))
     yield model
     model.close()
+
+
+@pytest.fixture(scope='module')
+def smollm2_llama_cpp():
+    """Yield the embedded SmolLM2 GGUF on llama.cpp (2 threads, 2,048 tokens), per module."""
+    pytest.importorskip('llama_cpp', reason='llama-cpp-python is not installed '
+                        "(pip install 'llama-cpp-python==0.3.36')")
+    model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=2048)
+    yield model
+    model.close()

@@ -42,7 +42,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from ros2_nano_llm.msg import StreamToken
-from ros2_nano_llm.srv import GetHistory
+from ros2_nano_llm.srv import CallFunction, GetHistory, ListFunctions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -195,6 +195,8 @@ class NodeClient:
             'reset': node.create_client(Trigger, f'{t}/reset'),
             'stop': node.create_client(Trigger, f'{t}/stop'),
             'get_history': node.create_client(GetHistory, f'{t}/get_history'),
+            'call_function': node.create_client(CallFunction, f'{t}/call_function'),
+            'list_functions': node.create_client(ListFunctions, f'{t}/list_functions'),
         }
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(node)

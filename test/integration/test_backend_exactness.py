@@ -32,20 +32,10 @@ from ros2_nano_llm import ChatHistory, NanoLLM
 TOLERANCE = {'hf': {'atol': 1e-3, 'rtol': 1e-4}, 'llama_cpp': {'atol': 0.0, 'rtol': 0.0}}
 
 
-@pytest.fixture(scope='module')
-def llama_model():
-    """Yield the embedded SmolLM2 on llama.cpp."""
-    pytest.importorskip('llama_cpp', reason='llama-cpp-python is not installed '
-                        "(pip install 'llama-cpp-python==0.3.36')")
-    m = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=2048)
-    yield m
-    m.close()
-
-
 @pytest.fixture(scope='module', params=['hf', 'llama_cpp'])
 def model(request):
     """Yield the embedded SmolLM2 on each backend."""
-    yield request.getfixturevalue('smollm2' if request.param == 'hf' else 'llama_model')
+    yield request.getfixturevalue('smollm2' if request.param == 'hf' else 'smollm2_llama_cpp')
 
 
 def test_turns_cached_equal_recompute(model):
@@ -61,7 +51,7 @@ def any_model(request, tiny_model_dir):
         yield m
         m.close()
         return
-    yield request.getfixturevalue('smollm2' if request.param == 'hf' else 'llama_model')
+    yield request.getfixturevalue('smollm2' if request.param == 'hf' else 'smollm2_llama_cpp')
 
 
 @pytest.mark.parametrize('edit', ['pop', 'remove_middle', 'del_slice', 'reset', 'wrap'])

@@ -25,7 +25,7 @@ import re
 from chat_helpers import assert_cache_exact, recompute, reply
 import numpy as np
 import pytest
-from ros2_nano_llm import ChatHistory, FunctionRegistry, NanoLLM
+from ros2_nano_llm import ChatHistory, FunctionRegistry
 from ros2_nano_llm.constraints import Constraint
 from ros2_nano_llm.functions.grammar import call_grammar
 
@@ -55,22 +55,13 @@ SCHEMA = {'type': 'object', 'additionalProperties': False, 'required': ['speed',
                          'on': {'type': 'boolean'}, 'gear': {'enum': ['low', 'high']}}}
 
 
-@pytest.fixture(scope='module')
-def llama():
-    """Yield the embedded SmolLM2 GGUF on llama.cpp."""
-    pytest.importorskip('llama_cpp', reason='llama-cpp-python is not installed')
-    model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=2048)
-    yield model
-    model.close()
-
-
 @pytest.fixture(params=['hf', 'llama_cpp'])
 def model(request, tiny_llama):
     """Yield each logits backend with the sampling that makes its tokens random picks."""
     if request.param == 'hf':
         return tiny_llama, {'do_sample': True, 'temperature': 1.0, 'top_p': 1.0}
-    return request.getfixturevalue('llama'), {'do_sample': True, 'temperature': 4.0,
-                                              'top_p': 1.0}
+    return request.getfixturevalue('smollm2_llama_cpp'), {'do_sample': True,
+                                                          'temperature': 4.0, 'top_p': 1.0}
 
 
 def _check_call(made, name=None):

@@ -33,7 +33,7 @@ import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
-from ros2_nano_llm.srv import CallFunction, ListFunctions
+from ros2_nano_llm.srv import CallFunction
 from std_srvs.srv import SetBool, Trigger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -144,14 +144,6 @@ def robot():
     robot.close()
 
 
-def _add_function_clients(client):
-    target = client.target
-    client.clients['call_function'] = client.node.create_client(
-        CallFunction, f'{target}/call_function')
-    client.clients['list_functions'] = client.node.create_client(
-        ListFunctions, f'{target}/list_functions')
-
-
 @pytest.fixture(scope='module')
 def functions_node(robot, tiny_model_dir, tmp_path_factory):
     """Start one node on the tiny Llama with the test robot's actions and TIME."""
@@ -160,7 +152,6 @@ def functions_node(robot, tiny_model_dir, tmp_path_factory):
         {'model': tiny_model_dir('llama'), 'functions_file': str(FUNCTIONS_YAML),
          'builtin_functions': ['TIME'], 'max_new_tokens': 8},
         name='nano_llm_functions')
-    _add_function_clients(client)
     yield process, client
     stop_node(process, client)
 
@@ -386,7 +377,6 @@ def test_smollm2_with_robot_actions_replies_and_stays_up(robot, tmp_path, record
                                     'it by calling functions.'},
         name='nano_llm_functions_smollm2')
     try:
-        _add_function_clients(client)
         mark = robot.count()
         turn, reply = client.ask('Turn on the headlights.', timeout=180.0)
         calls = [(action, getattr(request, 'data', None))

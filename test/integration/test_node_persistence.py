@@ -59,10 +59,6 @@ def _first_piece(client, after, timeout=30.0):
     raise AssertionError('no reply started')
 
 
-def _entries(client):
-    return [(e.role, e.type, e.text) for e in client.history().entries]
-
-
 def test_chat_survives_kill_9_during_a_reply(tiny_model_dir, tiny_llama, tmp_path):
     path = tmp_path / 'chat.json'
     overrides = {'model': tiny_model_dir('llama'), 'history_file': str(path)}
@@ -71,7 +67,7 @@ def test_chat_survives_kill_9_during_a_reply(tiny_model_dir, tiny_llama, tmp_pat
     process, client = start_node(tmp_path / 'first', overrides)
     try:
         replies = [client.ask(prompt)[1] for prompt in PROMPTS]
-        three_turns = _entries(client)
+        three_turns = client.history_texts()
         _saved_turn(path, 3)
         assert client.set_params(max_new_tokens=LONG)[0].successful
         mark = client.mark()
@@ -84,7 +80,7 @@ def test_chat_survives_kill_9_during_a_reply(tiny_model_dir, tiny_llama, tmp_pat
 
     process, client = start_node(tmp_path / 'second', overrides)
     try:
-        assert _entries(client) == three_turns  # the three turns whole, nothing of the 4th
+        assert client.history_texts() == three_turns  # the three turns whole, nothing of the 4th
         assert [e[0] for e in three_turns[-6:]] == ['user', 'bot'] * 3
         assert three_turns[-1] == ('bot', 'text', replies[-1])
         assert grep(process, r"chat restored from '.*chat.json': "
@@ -141,7 +137,7 @@ def test_bad_files_are_moved_aside_and_a_new_chat_starts(tiny_model_dir, tiny_ll
             assert client.transition('activate')
             client.wait_connected()
             # the node is up with a new chat; the bad file moved aside, bytes untouched
-            assert [e[0] for e in _entries(client)] == ['system'], kind
+            assert [e[0] for e in client.history_texts()] == ['system'], kind
             moved = glob.glob(str(path) + '.corrupt-*')
             assert len(moved) == 1 and open(moved[0], 'rb').read() == data, kind
             assert not path.exists()

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image as PILImage
 import pytest
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from ros2_nano_llm.srv import CallFunction, ListFunctions
+from ros2_nano_llm.srv import CallFunction
 from sensor_msgs.msg import CompressedImage, Image
 from support.tiny_vision import build_tiny_llava
 
@@ -48,10 +48,6 @@ def live(tmp_path_factory):
     process, client = start_node(
         tmp_path_factory.mktemp('node_robust'),
         {'model': llava, 'builtin_functions': ['TIME'], 'max_new_tokens': 4})
-    client.clients['call_function'] = client.node.create_client(
-        CallFunction, f'{client.target}/call_function')
-    client.clients['list_functions'] = client.node.create_client(
-        ListFunctions, f'{client.target}/list_functions')
     try:
         client.ask('A first, normal turn.')
         yield process, client

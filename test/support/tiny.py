@@ -32,13 +32,6 @@ TINY_ARCHS = {
 }
 
 
-def smollm2_dir() -> str:
-    """Return the converted SmolLM2 directory (converting the embedded GGUF once)."""
-    from ros2_nano_llm.models.hf import convert_gguf
-    gguf = default_model_path()
-    return cached_conversion(gguf) or convert_gguf(gguf)
-
-
 def load_smollm2_tokenizer() -> Any:
     """Return the SmolLM2 tokenizer of the embedded GGUF (its weights are never converted)."""
     from transformers import AutoTokenizer

@@ -27,6 +27,8 @@ from typing import Any, Optional
 
 import torch
 
+from .tiny import load_smollm2_tokenizer
+
 IMAGE_TOKEN = '<image>'
 IMAGE_SIZE = 32  # pixels per side seen by the vision tower
 PATCH_SIZE = 8  # -> (32 / 8) ** 2 = 16 patches, 16 image tokens (CLS dropped)
@@ -127,12 +129,7 @@ def _text_config(tokenizer: Any) -> Any:
 
 def _with_image_token(tokenizer: Optional[Any]) -> Any:
     """Return a copy of the SmolLM2 tokenizer that knows the ``<image>`` special token."""
-    tokenizer = copy.deepcopy(tokenizer if tokenizer is not None else _load_smollm2_tokenizer())
+    tokenizer = copy.deepcopy(tokenizer if tokenizer is not None else load_smollm2_tokenizer())
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({'additional_special_tokens': [IMAGE_TOKEN]})
     return tokenizer
-
-
-def _load_smollm2_tokenizer() -> Any:
-    from .tiny import load_smollm2_tokenizer
-    return load_smollm2_tokenizer()
