@@ -37,15 +37,16 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import GetParameters, SetParameters
 import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from ros2_nano_llm.msg import StreamToken
 from ros2_nano_llm.srv import CallFunction, GetHistory, ListFunctions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_TINY = REPO_ROOT / 'config' / 'nano_llm_tiny.yaml'
@@ -161,6 +162,73 @@ class Turn:
     def text(self) -> str:
         """Return the pieces joined in order."""
         return ''.join(msg.text for msg in sorted(self.pieces, key=lambda m: m.token_index))
+
+
+class PretendRobot:
+    """
+    A pretend robot in this process: services under ``prefix`` that record what they receive.
+
+    It serves ``set_headlights`` (std_srvs/SetBool) and ``move_forward`` (std_srvs/Trigger),
+    plus ``services`` ({name: (type, handler)}); handlers call :meth:`record`. Each request
+    is kept as :meth:`entry` makes it.
+    """
+
+    def __init__(self, name: str, prefix: str, services: Optional[Dict[str, Any]] = None,
+                 threads: int = 4, close_timeout: float = 5.0):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.requests: List[Any] = []
+        self._cond = threading.Condition()
+        self._close_timeout = close_timeout
+        group = ReentrantCallbackGroup()
+        served = {'set_headlights': (SetBool, self._set_headlights),
+                  'move_forward': (Trigger, self._move_forward), **(services or {})}
+        for service, (srv_type, handler) in served.items():
+            self.node.create_service(srv_type, f'{prefix}/{service}', handler,
+                                     callback_group=group)
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.executor.shutdown(timeout_sec=self._close_timeout)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(5.0)
+
+    def entry(self, action: str, request: Any) -> Any:
+        """Return what is kept of one request (here: ``(action, request)``)."""
+        return action, request
+
+    def record(self, action: str, request: Any) -> None:
+        """Keep one request and wake whoever waits for it."""
+        with self._cond:
+            self.requests.append(self.entry(action, request))
+            self._cond.notify_all()
+
+    def count(self) -> int:
+        """Return how many requests arrived so far."""
+        with self._cond:
+            return len(self.requests)
+
+    def since(self, mark: int) -> List[Any]:
+        """Return the requests that arrived after the first ``mark``."""
+        with self._cond:
+            return list(self.requests[mark:])
+
+    def _set_headlights(self, request: Any, response: Any) -> Any:
+        self.record('set_headlights', request)
+        response.success = True
+        response.message = f"headlights {'on' if request.data else 'off'}"
+        return response
+
+    def _move_forward(self, request: Any, response: Any) -> Any:
+        self.record('move_forward', request)
+        response.success, response.message = True, 'moved 0.5 m'
+        return response
 
 
 class NodeClient:

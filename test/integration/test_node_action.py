@@ -27,17 +27,12 @@ import threading
 import time
 
 from action_msgs.msg import GoalStatus
-from node_harness import grep, start_node, stop_node
+from node_harness import grep, PretendRobot, start_node, stop_node
 import pytest
-import rclpy
 from rclpy.action import ActionClient
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from ros2_nano_llm.action import Generate
 from ros2_nano_llm.msg import FunctionCall
-from std_srvs.srv import SetBool, Trigger
 import yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,54 +48,11 @@ ACTIONS = [
 ]
 
 
-class Robot:
-    """A pretend robot in this process: two services that record what they receive."""
+class Robot(PretendRobot):
+    """A pretend robot in this process: two services that record ``(action, request)``."""
 
     def __init__(self):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('test_action_robot', context=self.context)
-        self.requests = []  # (action, request)
-        self._lock = threading.Lock()
-        group = ReentrantCallbackGroup()
-        self.node.create_service(SetBool, f'{ROBOT}/set_headlights', self._set_headlights,
-                                 callback_group=group)
-        self.node.create_service(Trigger, f'{ROBOT}/move_forward', self._move_forward,
-                                 callback_group=group)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop serving."""
-        self.executor.shutdown(timeout_sec=5.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._thread.join(5.0)
-
-    def since(self, mark: int):
-        """Return the requests that arrived after the first ``mark``."""
-        with self._lock:
-            return list(self.requests[mark:])
-
-    def count(self) -> int:
-        """Return how many requests arrived so far."""
-        with self._lock:
-            return len(self.requests)
-
-    def _set_headlights(self, request, response):
-        with self._lock:
-            self.requests.append(('set_headlights', request))
-        response.success = True
-        response.message = f"headlights {'on' if request.data else 'off'}"
-        return response
-
-    def _move_forward(self, request, response):
-        with self._lock:
-            self.requests.append(('move_forward', request))
-        response.success, response.message = True, 'moved 0.5 m'
-        return response
+        super().__init__('test_action_robot', ROBOT)
 
 
 class Goals:

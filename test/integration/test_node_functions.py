@@ -26,15 +26,11 @@ import re
 import threading
 import time
 
-from node_harness import grep, REPO_ROOT, start_node, stop_node
+from node_harness import grep, PretendRobot, REPO_ROOT, start_node, stop_node
 import pytest
 from rcl_interfaces.msg import ParameterType, ParameterValue
-import rclpy
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from ros2_nano_llm.srv import CallFunction
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import Trigger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,86 +43,19 @@ NAMES = ['TIME', 'set_headlights', 'move_forward', 'slow_action', 'one_second', 
 ONE_S = 1.0      # how long one_second's service takes (its timeout is 8 s)
 
 
-class Robot:
-    """A pretend robot in this process: three services that record what they receive."""
+class Robot(PretendRobot):
+    """A pretend robot in this process: services that record ``(time, action, request)``."""
 
     def __init__(self):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('test_robot', context=self.context)
-        self.requests = []  # (time.monotonic(), action, request)
         self.answered = []  # (time.monotonic(), action) when a slow service answered
-        self._cond = threading.Condition()
-        group = ReentrantCallbackGroup()
-        self.node.create_service(SetBool, f'{ROBOT}/set_headlights', self._set_headlights,
-                                 callback_group=group)
-        self.node.create_service(Trigger, f'{ROBOT}/move_forward', self._move_forward,
-                                 callback_group=group)
-        self.node.create_service(Trigger, f'{ROBOT}/slow_action', self._slow_action,
-                                 callback_group=group)
-        self.node.create_service(Trigger, f'{ROBOT}/one_second', self._one_second,
-                                 callback_group=group)
-        self.node.create_service(Trigger, f'{ROBOT}/long_action', self._long_action,
-                                 callback_group=group)
-        self.executor = MultiThreadedExecutor(num_threads=10, context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        super().__init__('test_robot', ROBOT, threads=10, close_timeout=SLOW_S + 2.0, services={
+            'slow_action': (Trigger, self._slow_action),
+            'one_second': (Trigger, self._one_second),
+            'long_action': (Trigger, self._long_action)})
 
-    def close(self) -> None:
-        """Stop serving."""
-        self.executor.shutdown(timeout_sec=SLOW_S + 2.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self._thread.join(5.0)
-
-    def _record(self, action, request):
-        with self._cond:
-            self.requests.append((time.monotonic(), action, request))
-            self._cond.notify_all()
-
-    def _set_headlights(self, request, response):
-        self._record('set_headlights', request)
-        response.success = True
-        response.message = f"headlights {'on' if request.data else 'off'}"
-        return response
-
-    def _move_forward(self, request, response):
-        self._record('move_forward', request)
-        response.success, response.message = True, 'moved 0.5 m'
-        return response
-
-    def _slow_action(self, request, response):
-        self._record('slow_action', request)
-        time.sleep(SLOW_S)
-        response.success, response.message = True, 'too late'
-        return response
-
-    def _one_second(self, request, response):
-        self._record('one_second', request)
-        time.sleep(ONE_S)
-        response.success, response.message = True, 'done after 1 s'
-        with self._cond:
-            self.answered.append((time.monotonic(), 'one_second'))
-        return response
-
-    def _long_action(self, request, response):
-        self._record('long_action', request)
-        time.sleep(SLOW_S)
-        response.success, response.message = True, 'long action done'
-        with self._cond:
-            self.answered.append((time.monotonic(), 'long_action'))
-        return response
-
-    def count(self) -> int:
-        """Return how many requests arrived so far."""
-        with self._cond:
-            return len(self.requests)
-
-    def since(self, mark: int):
-        """Return the requests that arrived after the first ``mark``."""
-        with self._cond:
-            return list(self.requests[mark:])
+    def entry(self, action, request):
+        """Keep when the request arrived, too."""
+        return time.monotonic(), action, request
 
     def wait(self, mark: int, timeout: float = 10.0):
         """Wait for a request after the first ``mark``; return the new ones."""
@@ -134,6 +63,25 @@ class Robot:
             assert self._cond.wait_for(lambda: len(self.requests) > mark, timeout), \
                 'the robot received no request'
             return list(self.requests[mark:])
+
+    def _answer_late(self, action, seconds, message, answered, request, response):
+        self.record(action, request)
+        time.sleep(seconds)
+        response.success, response.message = True, message
+        if answered:
+            with self._cond:
+                self.answered.append((time.monotonic(), action))
+        return response
+
+    def _slow_action(self, request, response):
+        return self._answer_late('slow_action', SLOW_S, 'too late', False, request, response)
+
+    def _one_second(self, request, response):
+        return self._answer_late('one_second', ONE_S, 'done after 1 s', True, request, response)
+
+    def _long_action(self, request, response):
+        return self._answer_late('long_action', SLOW_S, 'long action done', True, request,
+                                 response)
 
 
 @pytest.fixture(scope='module')
