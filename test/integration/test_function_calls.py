@@ -134,12 +134,15 @@ def test_drive_forward_a_little_makes_one_call(smollm2_llama_cpp):
         return 'success: true, message: ""'
 
     registry.register(set_headlights, docs='Turn the headlights on or off.')
-    history = ChatHistory(smollm2_llama_cpp, tools=list(registry))
-    history.append('user', 'Drive forward a little.')
-    new, _ = history.embed_chat()
-    out = smollm2_llama_cpp.generate(new, kv_cache=history.kv_cache, functions=registry,
-                                     tool_choice='required', max_new_tokens=256,
-                                     stop_tokens=history.stop_tokens)
-    text = out.wait()
-    assert robot == ['move_forward'], text
-    assert [c.name for c in out.calls] == ['move_forward']
+    # the README's two ways: tool_choice:=required, and reply_prefix:='move_forward()'
+    for steer in ({'tool_choice': 'required'}, {'reply_prefix': 'move_forward()'}):
+        robot.clear()
+        history = ChatHistory(smollm2_llama_cpp, tools=list(registry))
+        history.append('user', 'Drive forward a little.')
+        new, _ = history.embed_chat()
+        out = smollm2_llama_cpp.generate(new, kv_cache=history.kv_cache, functions=registry,
+                                         max_new_tokens=256, stop_tokens=history.stop_tokens,
+                                         **steer)
+        text = out.wait()
+        assert robot == ['move_forward'], (steer, text)
+        assert [c.name for c in out.calls] == ['move_forward']
