@@ -86,8 +86,9 @@ class CallDetector:
     ``functions`` are the callable functions (default: the enabled ones); their names
     are what python-style detection looks for. ``style`` is ``'auto'`` (both),
     ``'python'`` or ``'template'``. ``syntaxes`` are the marker syntaxes searched
-    (default :data:`~.syntax.DETECTED`). Give the text piece by piece to :meth:`push`,
-    or the whole text so far to :meth:`feed`; either costs the new text only.
+    (default :data:`~.syntax.DETECTED`). Give the text piece by piece to :meth:`push`
+    (each costs the new text and the unfinished call only), or the whole text so far
+    to :meth:`feed`.
     """
 
     def __init__(self, functions: Optional[Sequence[Any]] = None, style: str = 'auto',
