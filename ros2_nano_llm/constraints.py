@@ -40,8 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .functions.grammar import call_grammar, call_syntax, response_grammar
-from .functions.parsing import PYTHON_TAG, TOOL_CALL_OPEN
+from .functions.grammar import call_grammar, response_grammar
 from .models.backend import LogitsBackend
 
 TOOL_CHOICES = ('auto', 'required', 'none')
@@ -167,15 +166,16 @@ class Grammars:
                     f"api='{self.backend.name}' samples on its engine, where tool_choice="
                     f"{tool_choice!r} cannot be enforced; use api='hf' or 'llama_cpp'")
             return None  # calls are detected in the engine's text as before
-        special = self._special_triggers()
-        free = call_grammar(records, 'python', True, special)
+        syntaxes = hook.syntaxes  # the template's own syntax among them
+        special = self._special_triggers([m for s in syntaxes for m in s.markers])
+        free = call_grammar(records, hook.syntax, True, special, syntaxes)
         if choice == 'auto':
             constraint = Constraint(self.tokenizer, free, self._vocab_size(), stop_ids,
                                     prefix=prefix)
         else:
             chosen = records if choice == 'required' else [
                 r for r in records if r.name == choice]
-            grammar = call_grammar(chosen, call_syntax(hook.template), False, special)
+            grammar = call_grammar(chosen, hook.syntax, False, special)
             # after the call, free text in which further calls are still valid ones
             constraint = Constraint(self.tokenizer, grammar, self._vocab_size(), stop_ids,
                                     then=free, prefix=prefix)
@@ -185,10 +185,10 @@ class Grammars:
     def _vocab_size(self) -> int:
         return int(self.backend.config.vocab_size)
 
-    def _special_triggers(self) -> List[str]:
-        """Return the call openings that are one special token of this vocabulary."""
+    def _special_triggers(self, triggers: Sequence[str]) -> List[str]:
+        """Return the call openings (markers) that are one special token of this vocabulary."""
         out = []
-        for trigger in (TOOL_CALL_OPEN, PYTHON_TAG):
+        for trigger in triggers:
             if trigger not in self._special:
                 tok = self.tokenizer
                 ids = tok.tokenize_str(trigger, parse_special=True)

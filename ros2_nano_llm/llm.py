@@ -150,7 +150,8 @@ class NanoLLM:
                  template: Any = None, reply_prefix: Optional[str] = None,
                  seed: Optional[int] = None, timeout: Optional[float] = 300.0,
                  tool_choice: Optional[str] = None, response_format: Optional[dict] = None,
-                 constraint: Any = None, **kwargs) -> Union[StreamingResponse, str]:
+                 constraint: Any = None, max_calls: Optional[int] = None,
+                 **kwargs) -> Union[StreamingResponse, str]:
         """
         Generate a reply to ``inputs`` after what ``kv_cache`` holds.
 
@@ -165,7 +166,9 @@ class NanoLLM:
         (``{'type': 'json_schema', 'json_schema': {'schema': ...}}``), a regex
         (``{'type': 'regex', 'regex': ...}``) or a Lark grammar (``{'type': 'grammar',
         'grammar': ...}``). ``constraint`` is any other object with ``mask(logits)`` on
-        float32 numpy logits (V,), ``advance(token)`` and ``done()``. A stop string of several
+        float32 numpy logits (V,), ``advance(token)`` and ``done()``. ``max_calls`` bounds
+        the function calls of the reply (None: no limit; past it a call is not run and the
+        model reads why). A stop string of several
         tokens ends the reply and is not kept in it. The sampling defaults are the settings
         table's (``ros2_nano_llm.settings``), as are the node's and the terminal chat's.
         Returns a ``StreamingResponse`` that fills from the model's worker thread, or the
@@ -184,8 +187,10 @@ class NanoLLM:
         stream = StreamingResponse(self.detokenize, timeout=timeout, kv_cache=cache)
         hook = None
         if functions and tool_choice != 'none':
+            from .chat.templates import template_for
             from .functions.streaming import FunctionHook
-            hook = FunctionHook(self, functions, template)
+            hook = FunctionHook(self, functions, template_for(self.config, template),
+                                max_calls=max_calls)
             # a call's closing markup ('</tool_call>', a stop of chat-ml-tools) completes the
             # call: the hook runs it and the reply goes on, instead of ending unrun
             stop_tokens = [s for s in stop_tokens or () if s not in hook.CALL_CLOSERS]

@@ -16,8 +16,11 @@ Chat templates: the text that wraps each message of a chat for a given model.
 
 A template is a dict with one entry per role (``system``, ``user``, ``bot`` and optionally
 ``first``, ``tool_response``, ...), each a string holding one ``${MESSAGE}`` placeholder, plus
-optional ``system_prompt`` (the default system text), ``stop`` (extra stop strings) and
-``tool_call`` (a regex that finds the template's tool-call syntax in model output).
+optional ``system_prompt`` (the default system text), ``stop`` (extra stop strings),
+``tool_syntax`` (the name of a :class:`~ros2_nano_llm.functions.syntax.ToolSyntax` in
+``SYNTAXES``, or a ``ToolSyntax``: how the model writes a tool call and reads its result;
+default python style, or one inferred from the markup of a template that names none) and
+``tool_call`` (NanoLLM's regex of the tool-call syntax in model output, kept as data).
 
 The built-ins are NanoLLM's (``nano_llm/chat/templates.py``) with the same strings, with one
 deliberate change: where NanoLLM's ``bot`` template leaves the end of the turn to the model
@@ -44,6 +47,8 @@ import logging
 import os
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ..functions.syntax import syntax_of, ToolSyntax
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,7 @@ BUILTIN_TEMPLATES: Dict[str, Dict[str, Any]] = {
         'bot': '${MESSAGE}<|eot_id|>',
         'stop': ['<|end_of_text|>', '<|eot_id|>', '<|eom_id|>'],
         'tool_call': '<|python_tag|>(.*?)<|eom_id|>',
+        'tool_syntax': 'llama-3.1',
         'tool_response': '<|start_header_id|>ipython<|end_header_id|>\n\n${MESSAGE}<|eot_id|>\n'
                          '<|start_header_id|>assistant<|end_header_id|>\n\n',
     },
@@ -139,6 +145,7 @@ BUILTIN_TEMPLATES: Dict[str, Dict[str, Any]] = {
         'user': '<|im_start|>user\n${MESSAGE}<|im_end|>\n<|im_start|>assistant\n',
         'bot': '${MESSAGE}<|im_end|>\n',
         'tool_call': '<tool_call>(.*?)</tool_call>',
+        'tool_syntax': 'chat-ml-tools',
         'tool_response': '<|im_start|>tool\n<tool_response>\n${MESSAGE}\n</tool_response>\n'
                          '<|im_end|>\n<|im_start|>assistant\n',
         'stop': ['<|im_end|>', '</tool_call>'],
@@ -184,18 +191,17 @@ BUILTIN_TEMPLATES: Dict[str, Dict[str, Any]] = {
         'bot': '${MESSAGE}',
     },
 }
+BUILTIN_TEMPLATES = {**BUILTIN_TEMPLATES,  # NanoLLM's llava aliases, in the literal's place
+                     'llava-v0': dict(BUILTIN_TEMPLATES['vicuna-v0']),
+                     'llava-v1': dict(BUILTIN_TEMPLATES['vicuna-v1']),
+                     'llava-llama-2': dict(BUILTIN_TEMPLATES['llama-2'],
+                                           system_prompt=_LLAVA_SYSTEM)}
 
 # NanoLLM's name for the built-in templates (name -> template dict).
 ChatTemplates = BUILTIN_TEMPLATES
 
-# NanoLLM's llava aliases.
-BUILTIN_TEMPLATES['llava-v0'] = dict(BUILTIN_TEMPLATES['vicuna-v0'])
-BUILTIN_TEMPLATES['llava-v1'] = dict(BUILTIN_TEMPLATES['vicuna-v1'])
-BUILTIN_TEMPLATES['llava-llama-2'] = dict(BUILTIN_TEMPLATES['llama-2'],
-                                          system_prompt=_LLAVA_SYSTEM)
-
 # Keys of a template dict that are settings, not role templates.
-_SETTINGS = ('name', 'system_prompt', 'stop', 'tool_call')
+_SETTINGS = ('name', 'system_prompt', 'stop', 'tool_call', 'tool_syntax')
 
 # Other names accepted for a role (OpenAI/HF names -> NanoLLM names).
 ROLE_ALIASES = {'assistant': 'bot', 'tool': 'tool_response'}
@@ -267,6 +273,17 @@ class ChatTemplate(metaclass=_TemplateMeta):
             raise ValueError(
                 f"chat template '{self.name}' needs a {MESSAGE} template for the roles "
                 f"'user' and 'bot' (missing: {', '.join(missing)})")
+        named = template.get('tool_syntax')
+        if named is not None and not isinstance(named, (str, ToolSyntax)):
+            raise ValueError(f"chat template '{self.name}': tool_syntax must be a syntax name, "
+                             f'got {named!r}')
+        self._named_syntax = named
+        try:
+            self.tool_syntax: ToolSyntax = syntax_of(
+                {'tool_syntax': named, 'tool_call': self.tool_call,
+                 'tool_response': self.roles.get('tool_response')})
+        except ValueError as e:
+            raise ValueError(f"chat template '{self.name}': {e}") from None
 
     def __repr__(self) -> str:
         """Return ``ChatTemplate(name, roles=[...])``."""
@@ -366,6 +383,8 @@ class ChatTemplate(metaclass=_TemplateMeta):
             out['stop'] = list(self.stop)
         if self.tool_call is not None:
             out['tool_call'] = self.tool_call
+        if self._named_syntax is not None:
+            out['tool_syntax'] = self._named_syntax
         return out
 
     @classmethod

@@ -15,7 +15,9 @@
 Function calling: the bot function registry, call detection/parsing and built-ins.
 
 ``from ros2_nano_llm.functions import FunctionRegistry, CallDetector, execute`` (and NanoLLM's
-``BotFunctions``, ``bot_function``, a front over the default registry).
+``BotFunctions``, ``bot_function``, a front over the default registry). How a template's
+model writes a call and reads its result is its ``ToolSyntax`` (``functions.syntax``);
+calls run on a ``CallRunner`` (``functions.runner``). Nothing here imports ``chat``.
 The ROS service bridge lives in ``ros.ros_bridge`` (it drives rclpy).
 """
 
@@ -24,7 +26,9 @@ from .parsing import (CallDetector, execute, find_calls, format_result, parse_js
 from .record import FunctionRecord
 from .registry import bot_function, BotFunction, BotFunctions, default_registry, \
     FunctionRegistry
+from .runner import CallRunner
+from .syntax import SYNTAXES, ToolSyntax
 
-__all__ = ['BotFunction', 'BotFunctions', 'CallDetector', 'FunctionRecord', 'FunctionRegistry',
-           'ToolCall', 'bot_function', 'default_registry', 'execute', 'find_calls',
-           'format_result', 'parse_json_call']
+__all__ = ['BotFunction', 'BotFunctions', 'CallDetector', 'CallRunner', 'FunctionRecord',
+           'FunctionRegistry', 'SYNTAXES', 'ToolCall', 'ToolSyntax', 'bot_function',
+           'default_registry', 'execute', 'find_calls', 'format_result', 'parse_json_call']

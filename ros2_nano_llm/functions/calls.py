@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from .parsing import DEFAULT_TIMEOUT, execute, ToolCall
 from .record import find_record
+from .runner import CallRunner
 
 
 @dataclass
@@ -68,10 +69,10 @@ def bound_args(call: ToolCall, functions: Sequence[Any]) -> Dict[str, Any]:
     return args
 
 
-def run_call(call: ToolCall, functions: Sequence[Any],
-             timeout: float = DEFAULT_TIMEOUT) -> FunctionCall:
+def run_call(call: ToolCall, functions: Sequence[Any], timeout: float = DEFAULT_TIMEOUT,
+             runner: Optional[CallRunner] = None) -> FunctionCall:
     """Run ``call`` (never raises) and return its record (placement fields left unset)."""
-    result = execute(call, functions, timeout=timeout)
+    result = execute(call, functions, timeout=timeout, runner=runner)
     return FunctionCall(name=call.name, args=bound_args(call, functions), result=result,
                         success=not call.error and not result.startswith('error:'), call=call)
 

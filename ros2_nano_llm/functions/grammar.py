@@ -16,21 +16,24 @@ Grammars (llguidance's Lark dialect) for the calls of the registered bot functio
 
 The grammar follows each function's argument schema (``BotFunction.schema``: types from
 the type hints, ``minimum``/``maximum``, ``enum``, ``maxLength``, defaults) and the chat
-template's call syntax:
+template's :class:`~.syntax.ToolSyntax`:
 
-* ``'python'``: ``NAME(arg=VALUE, ...)``, every argument by keyword (required ones in
-  order, then any optional ones), values as Python literals (``True``, ``1.5``,
-  ``"text"``), so a call always binds;
-* ``'tool_call'``: ``<tool_call>{"name": NAME, "arguments": {...}}</tool_call>``
-  (chat-ml-tools, Hermes, Qwen);
-* ``'python_tag'``: ``<|python_tag|>{"name": NAME, "parameters": {...}}`` (llama-3.1).
+* python style (``args_key`` None): ``NAME(arg=VALUE, ...)``, every argument by keyword
+  (required ones in order, then any optional ones), values as Python literals (``True``,
+  ``1.5``, ``"text"``), so a call always binds;
+* a marker syntax: its marker, ``{"name": NAME, ARGS_KEY: {...}}`` and its closer, e.g.
+  ``<tool_call>{"name": NAME, "arguments": {...}}</tool_call>`` (chat-ml-tools, Hermes,
+  Qwen) or ``<|python_tag|>{"name": NAME, "parameters": {...}}`` (llama-3.1).
+
+The names ``'python'``, ``'tool_call'`` and ``'python_tag'`` are taken for those three.
 
 :func:`call_grammar` with ``free_text=False`` is a reply that is one call (OpenAI's
 ``tool_choice='required'`` or a function's name); with ``free_text=True`` any text, where
 each call the model starts (python ``NAME(``, ``<tool_call>``, ``<|python_tag|>``) must be
-completed as a valid call (``'auto'``). Free text never holds a result marker
-(`` -> ``, ``) ->`` or ``<tool_response>``): only a call that really ran gets a result in
-the chat.
+completed as a valid call (``'auto'``), except where the prose rule of the call detector
+says a python-style name is not a call (after a backtick or a quote). Free text never
+holds a result marker (`` -> ``, ``) ->`` or ``<tool_response>``): only a call that really
+ran gets a result in the chat.
 
 No llguidance import here: this module only writes grammar text
 (``ros2_nano_llm.constraints`` compiles it).
@@ -39,9 +42,10 @@ No llguidance import here: this module only writes grammar text
 import json
 from typing import Any, Dict, List, Sequence
 
-from .parsing import PYTHON_TAG, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from .syntax import DETECTED, HERMES, LLAMA_31, PYTHON, syntax_of, ToolSyntax
 
-SYNTAXES = ('python', 'tool_call', 'python_tag')
+# the call syntaxes by their grammar names (older callers pass these)
+SYNTAXES = {'python': PYTHON, 'tool_call': HERMES, 'python_tag': LLAMA_31}
 # result markers as regexes: `` -> `` (python-style results), ``NAME(...) ->`` and a
 # tool_response turn; free text never holds them, so a result is always a real one
 RESULT_MARKERS = (r' -> ', r'\)[ \t]*->', r'<tool_response>')
@@ -53,14 +57,9 @@ _FLOAT = r'/-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,15})?/'
 _ANY_LITERAL = f'{_FLOAT} | %json {{"type": "string"}} | "True" | "False" | "None"'
 
 
-def call_syntax(template: Any) -> str:
-    """Return the call syntax a chat template's model uses (see the module docstring)."""
-    pattern = getattr(template, 'tool_call', None) or ''
-    if TOOL_CALL_OPEN in pattern:
-        return 'tool_call'
-    if PYTHON_TAG in pattern:
-        return 'python_tag'
-    return 'python'
+def call_syntax(template: Any) -> ToolSyntax:
+    """Return the call syntax of a chat template (see :func:`.syntax.syntax_of`)."""
+    return syntax_of(template)
 
 
 def _lit(text: str) -> str:
@@ -140,16 +139,19 @@ def _json_call_schema(records: Sequence[Any], args_key: str) -> Dict[str, Any]:
     return options[0] if len(options) == 1 else {'anyOf': options}
 
 
-def _bodies(records: Sequence[Any], syntax: str) -> List[tuple]:
+def _bodies(records: Sequence[Any], syntax: Any) -> List[tuple]:
     """Return ``(trigger, rest)`` pairs: the call's opening and a Lark expression after it."""
-    if syntax == 'python':
+    if isinstance(syntax, str):
+        if syntax not in SYNTAXES:
+            raise ValueError(f'unknown call syntax {syntax!r}; use one of '
+                             f'{", ".join(SYNTAXES)} or a ToolSyntax')
+        syntax = SYNTAXES[syntax]
+    if syntax.args_key is None:
         return [(f'{r.name}(', f'{_python_args(r)} {_lit(")")}'.strip()) for r in records]
-    if syntax == 'tool_call':
-        body = _json(_json_call_schema(records, 'arguments'))
-        return [(TOOL_CALL_OPEN, f'"\\n"? {body} "\\n"? {_lit(TOOL_CALL_CLOSE)}')]
-    if syntax == 'python_tag':
-        return [(PYTHON_TAG, _json(_json_call_schema(records, 'parameters')))]
-    raise ValueError(f'unknown call syntax {syntax!r}; use one of {", ".join(SYNTAXES)}')
+    body = _json(_json_call_schema(records, syntax.args_key))
+    if syntax.closers:
+        body = f'"\\n"? {body} "\\n"? {_lit(syntax.closers[0])}'
+    return [(syntax.markers[0], body)]
 
 
 def _opening(trigger: str, special_tokens: Sequence[str]) -> str:
@@ -157,13 +159,15 @@ def _opening(trigger: str, special_tokens: Sequence[str]) -> str:
     return trigger if trigger in special_tokens else _lit(trigger)
 
 
-def call_grammar(records: Sequence[Any], syntax: str, free_text: bool = False,
-                 special_tokens: Sequence[str] = ()) -> str:
+def call_grammar(records: Sequence[Any], syntax: Any, free_text: bool = False,
+                 special_tokens: Sequence[str] = (),
+                 syntaxes: Sequence[ToolSyntax] = DETECTED) -> str:
     """
     Return a Lark grammar for calls of ``records`` (``BotFunction``) in ``syntax``.
 
+    ``syntax`` is a ``ToolSyntax`` or one of the names in :data:`SYNTAXES`.
     ``free_text=False``: the whole reply is one call. ``free_text=True``: any text, with
-    every call the model starts (in any of the syntaxes) completed as a valid call.
+    every call the model starts (in any of ``syntaxes``) completed as a valid call.
     ``special_tokens`` are the triggers that are one special token in the vocabulary.
     """
     if not records:
@@ -171,16 +175,17 @@ def call_grammar(records: Sequence[Any], syntax: str, free_text: bool = False,
     if not free_text:
         calls = [f'{_opening(t, special_tokens)} {rest}' for t, rest in _bodies(records, syntax)]
         return '%llguidance {}\nstart: ' + ' | '.join(f'({c})' for c in calls) + '\n'
-    pairs = [p for s in SYNTAXES for p in _bodies(records, s)]
-    # as the call detector: NAME( inside a word, a method (.NAME() or a definition (def NAME()
-    # is not a call (not_call), so the text goes on freely there
+    pairs = [p for s in syntaxes for p in _bodies(records, s)]
+    # as the call detector: NAME( inside a word, a method (.NAME(), a definition (def NAME()
+    # or right after a quote or backtick (prose) is not a call (not_call), so the text goes
+    # on freely there
     names = '|'.join(_regex_escape(r.name) for r in records)
     lines = ['%llguidance {}',
              'start: (' + ' | '.join(['not_call'] + [f'call_{i}' for i in range(len(pairs))])
              + ')* TEXT',
              # free text that never holds a result marker (only a real call gets a result)
              'TEXT: /(?s:.*)/ & ~/(?s:.*)(' + '|'.join(RESULT_MARKERS) + ')(?s:.*)/',
-             f'not_call[lazy]: TEXT /(def |[.A-Za-z0-9_])({names})\\(/']
+             f'not_call[lazy]: TEXT /(def |[.A-Za-z0-9_`\'"\u2018\u201c])({names})\\(/']
     for i, (trigger, rest) in enumerate(pairs):
         if trigger in special_tokens:
             lines.append(f'call_{i}: TEXT {trigger} {rest}')

@@ -14,308 +14,67 @@
 r"""
 Find function calls in model output while it streams, and run them safely.
 
-Model output is never ``eval``'d: python-style calls are parsed with ``ast.parse`` and
-each argument node goes through ``ast.literal_eval``; template calls are JSON.
-
-Two call syntaxes are recognised:
+Model output is never ``eval``'d (see :mod:`.calltext`). What a call looks like is the
+:class:`~.syntax.ToolSyntax`'s: every reply is searched for
 
 * python style, ``NAME(args)`` with literal positional and keyword arguments, for the
   names of the known functions only (so prose such as ``print(x)`` is not a call). A
-  call is complete when its parentheses balance (strings may contain parentheses).
-* template style: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
-  (chat-ml-tools, Hermes, Qwen) and llama-3.1's ``<|python_tag|>`` followed by
-  ``{"name": ..., "parameters": {...}}`` (complete when the JSON object closes, or at
-  ``<|eom_id|>``/``<|eot_id|>``/the end of the text). Unknown names are reported too,
-  so the model gets an error text back.
+  call is complete when its parentheses balance (strings may contain parentheses). A
+  name in prose is not a call: inside a code span, a fenced code block or quotes (the
+  rule of :class:`~.syntax.PythonSyntax`, see :mod:`.syntax`);
+* the marker syntaxes: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
+  (Hermes, Qwen, chat-ml-tools) and llama-3.1's ``<|python_tag|>`` followed by
+  ``{"name": ..., "parameters": {...}}``, plus the template's own syntax when it has
+  another. Unknown names are reported too, so the model gets an error text back.
 
-The generation loop uses it like this::
+The generation loop uses it like this (``functions.streaming.FunctionHook`` does)::
 
-    functions = registry                       # a FunctionRegistry, or a list of functions
-    detector = CallDetector(functions)
-    for piece in stream:                       # the reply as it decodes
-        reply_text += piece
-        for call in detector.feed(reply_text):  # only calls completed since last feed
+    detector = CallDetector(functions, syntaxes=detected_syntaxes(template.tool_syntax))
+    for piece in new_text:                      # the reply as it decodes, piece by piece
+        for call in detector.push(piece):       # only calls completed by this piece
             result = execute(call, functions)   # text; errors are text too, never raised
-            injected = format_result(call, result, chat_template)
-            if call.style == 'python':
-                reply_text += injected          # inline, then continue generating
-                detector.skip(len(reply_text))  # injected text is not model output
-            else:
-                history.append('tool_response', injected)  # then generate again
-    calls = detector.feed(reply_text, final=True)  # at the end: handle these the same way
+            injected = format_result(call, result, template)
+            detector.push(injected, output=False)  # injected text is not model output
+    calls = detector.push('', final=True)       # at the end: handle these the same way
 
-``final=True`` matters for templates whose stop strings end a call (chat-ml-tools stops
-at ``</tool_call>``, llama-3.1 at ``<|eom_id|>``): when the reply text lacks the closing
-tag, the final feed still reports the call.
+``feed(text)`` takes the whole text so far instead (it must only grow). ``final=True``
+matters for templates whose stop strings end a call (chat-ml-tools stops at
+``</tool_call>``, llama-3.1 at ``<|eom_id|>``): when the reply text lacks the closing tag,
+the final feed still reports the call.
 
 Python-style results are inserted inline as `` -> RESULT`` right after the call, e.g.
 ``The time is TIME() -> 3:05 PM``. Template-style results are the content of a
-``tool_response`` message: for chat-ml-tools Hermes' ``{"name": ..., "content": ...}``
-(inside ``<tool_response>`` tags, which the built-in template adds), for llama-3.1 and
-others the plain result text.
+``tool_response`` message, formatted by the template's syntax: for chat-ml-tools Hermes'
+``{"name": ..., "content": ...}`` (inside ``<tool_response>`` tags, which the built-in
+template adds), for llama-3.1 and others the plain result text.
 """
 
-import ast
-from dataclasses import dataclass, field
 import json
 import re
-import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .calltext import (check_json, load_json, MAX_CALL_CHARS, MAX_JSON_CHARS, MAX_JSON_DEPTH,
+                       MAX_TEMPLATE_CHARS, parse_json_call, parse_json_calls,
+                       parse_python_call, short, ToolCall)
 from .record import as_records, find_record, FunctionRecord
+from .runner import CallRunner
+from .syntax import (DETECTED, HERMES, LLAMA_31, marker_regex, ProseState, PYTHON,
+                     syntax_of, ToolSyntax)
 
-TOOL_CALL_OPEN = '<tool_call>'
-TOOL_CALL_CLOSE = '</tool_call>'
-PYTHON_TAG = '<|python_tag|>'
-LLAMA_END_TAGS = ('<|eom_id|>', '<|eot_id|>')
+TOOL_CALL_OPEN = HERMES.markers[0]
+TOOL_CALL_CLOSE = HERMES.closers[0]
+PYTHON_TAG = LLAMA_31.markers[0]
+LLAMA_END_TAGS = LLAMA_31.ends
 STYLES = ('auto', 'python', 'template')
-# Templates whose tool responses are Hermes JSON inside <tool_response> tags.
-TOOL_RESPONSE_TAG_TEMPLATES = ('chat-ml-tools', 'hermes', 'nous-hermes', 'qwen')
 
 DEFAULT_TIMEOUT = 10.0
-MAX_CALL_CHARS = 2000         # a python-style call still open after this many chars is dropped
-MAX_TEMPLATE_CHARS = 8000     # same for a template call without its closing tag
 MAX_RESULT_CHARS = 2000       # results are cut to this many characters
-MAX_JSON_CHARS = 65536        # JSON arguments longer than this are refused unparsed
-MAX_JSON_DEPTH = 32           # and so is JSON nested deeper than this
-_MAX_ERROR_CHARS = 200
 
-_TEMPLATE_OPEN_RE = re.compile(re.escape(TOOL_CALL_OPEN) + '|' + re.escape(PYTHON_TAG))
-_NAME_IN_JSON_RE = re.compile(r'"name"\s*:\s*"([^"\\]{1,80})"')
-
-
-@dataclass
-class ToolCall:
-    """
-    One function call found in model output.
-
-    ``span`` is ``(start, end)`` in the text it was found in; ``style`` is ``'python'``
-    or ``'template'``; ``error`` says why a malformed call cannot run (else ``None``).
-    """
-
-    name: str
-    args: List[Any] = field(default_factory=list)
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    raw: str = ''
-    span: Tuple[int, int] = (0, 0)
-    style: str = 'python'
-    error: Optional[str] = None
-
-
-def _short(text: Any, limit: int = _MAX_ERROR_CHARS) -> str:
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + '...'
-
-
-# ---------------------------------------------------------------------------- scanning
-
-def _scan_brackets(text: str, start: int, openers: str = '([{', closers: str = ')]}',
-                   quotes: str = '\'"') -> Tuple[str, int]:
-    """
-    Scan from the opening bracket at ``start`` to its match, skipping string literals.
-
-    Returns ``('complete', end)`` with ``end`` just past the closing bracket,
-    ``('incomplete', len(text))`` when the text ends first, or ``('broken', i)`` at a
-    mismatched bracket or a newline inside a one-line string.
-    """
-    stack: List[str] = []
-    i, n = start, len(text)
-    while i < n:
-        ch = text[i]
-        if ch in quotes:
-            triple = text.startswith(ch * 3, i)
-            delim = ch * 3 if triple else ch
-            i += len(delim)
-            while True:
-                if i >= n:
-                    return 'incomplete', n
-                c = text[i]
-                if c == '\\':
-                    i += 2
-                    continue
-                if not triple and c == '\n':
-                    return 'broken', i
-                if text.startswith(delim, i):
-                    i += len(delim)
-                    break
-                i += 1
-            continue
-        if ch in openers:
-            stack.append(closers[openers.index(ch)])
-        elif ch in closers:
-            if not stack or stack.pop() != ch:
-                return 'broken', i + 1
-            if not stack:
-                return 'complete', i + 1
-        i += 1
-    return 'incomplete', n
-
-
-def _literal(node: ast.AST) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise ValueError('arguments must be literals (numbers, strings, True/False/None, '
-                         'lists, dicts)') from None
-
-
-def _dotted_name(node: ast.AST) -> Optional[str]:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted_name(node.value)
-        return f'{base}.{node.attr}' if base else None
-    return None
-
-
-def parse_python_call(raw: str, span: Tuple[int, int] = (0, 0),
-                      style: str = 'python') -> ToolCall:
-    """
-    Parse ``NAME(args)`` into a :class:`ToolCall` without evaluating code.
-
-    Only literal arguments are accepted; anything else gives a call with ``error`` set.
-    """
-    guess = re.match(r'\s*([\w.]{1,80})', raw)
-    call = ToolCall(name=guess.group(1) if guess else '', raw=raw, span=span, style=style)
-    try:
-        tree = ast.parse(raw.strip(), mode='eval')
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
-        call.error = f'malformed call {_short(raw, 80)!r}: {_short(getattr(exc, "msg", exc))}'
-        return call
-    node = tree.body
-    name = _dotted_name(node.func) if isinstance(node, ast.Call) else None
-    if name is None:
-        call.error = f'not a function call by name: {_short(raw, 80)!r}'
-        return call
-    call.name = name
-    try:
-        for arg in node.args:
-            if isinstance(arg, ast.Starred):
-                raise ValueError('*args are not supported')
-            call.args.append(_literal(arg))
-        for kw in node.keywords:
-            if kw.arg is None:
-                raise ValueError('**kwargs are not supported')
-            call.kwargs[kw.arg] = _literal(kw.value)
-    except ValueError as exc:
-        call.args, call.kwargs = [], {}
-        call.error = f'bad arguments in {_short(raw, 80)!r}: {exc}'
-    return call
-
-
-def _calls_from_json_value(value: Any, raw: str, span: Tuple[int, int]) -> List[ToolCall]:
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return [c for v in value for c in _calls_from_json_value(v, raw, span)]
-    call = ToolCall(name='', raw=raw, span=span, style='template')
-    if not isinstance(value, dict):
-        call.error = 'a tool call must be a JSON object {"name": ..., "arguments": {...}}'
-        return [call]
-    if isinstance(value.get('function'), dict):  # OpenAI style {"function": {...}}
-        value = value['function']
-    name = value.get('name')
-    if not isinstance(name, str) or not name:
-        call.error = 'the tool call has no "name"'
-        return [call]
-    call.name = name
-    arguments = value.get('arguments', value.get('parameters', {}))
-    if isinstance(arguments, str):
-        try:
-            arguments = load_json(arguments) if arguments.strip() else {}
-        except ValueError as exc:
-            call.error = f'malformed JSON in the arguments of {_short(name, 80)!r}: {exc}'
-            return [call]
-    if arguments is None:
-        arguments = {}
-    if not isinstance(arguments, dict):
-        call.error = f'the arguments of {_short(name, 80)!r} must be a JSON object'
-        return [call]
-    call.kwargs = arguments
-    return [call]
-
-
-def check_json(text: str, max_chars: int = MAX_JSON_CHARS,
-               max_depth: int = MAX_JSON_DEPTH) -> None:
-    """
-    Raise ValueError if ``text`` is too long or nests brackets too deep to parse safely.
-
-    Python's JSON decoder recurses once per nesting level, so a deep enough text ends in a
-    ``RecursionError``; this scan (strings skipped) refuses such text before decoding it.
-    """
-    if len(text) > max_chars:
-        raise ValueError(f'JSON of {len(text)} characters is longer than the {max_chars} '
-                         f'allowed')
-    depth, in_string, escaped = 0, False, False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == '\\':
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in '[{':
-            depth += 1
-            if depth > max_depth:
-                raise ValueError(f'JSON nested deeper than {max_depth} levels')
-        elif ch in ']}':
-            depth -= 1
-
-
-def load_json(text: str) -> Any:
-    """Parse bounded JSON (see :func:`check_json`); raise ValueError for anything bad."""
-    check_json(text)
-    try:
-        return json.loads(text)
-    except RecursionError:  # the scan should prevent it; never let it escape
-        raise ValueError('JSON nested too deep') from None
-
-
-def parse_json_calls(content: str, raw: Optional[str] = None,
-                     span: Tuple[int, int] = (0, 0)) -> List[ToolCall]:
-    """
-    Parse the JSON inside a template tool call into one (or more) :class:`ToolCall`.
-
-    Accepts ``{"name", "arguments"|"parameters"}`` (arguments may be a JSON string) or a
-    list of such objects. Malformed JSON gives a call with ``error`` set.
-    """
-    raw = content if raw is None else raw
-    text = content.strip()
-    try:
-        check_json(text)
-        value, end = json.JSONDecoder().raw_decode(text)
-        if text[end:].strip():
-            raise ValueError(f'unexpected text after the JSON object at char {end}')
-    except (ValueError, RecursionError) as exc:
-        guess = _NAME_IN_JSON_RE.search(text[:_MAX_ERROR_CHARS])
-        return [ToolCall(name=guess.group(1) if guess else '', raw=raw, span=span,
-                         style='template', error=f'malformed JSON in tool call: {_short(exc)}')]
-    return _calls_from_json_value(value, raw, span)
-
-
-def parse_json_call(name: str, args_json: str = '') -> ToolCall:
-    """
-    Make a call from a function name and JSON arguments (an object, or empty).
-
-    Used by the node's ``~/call_function`` service; a malformed ``args_json``, or one too
-    long or too deeply nested to parse safely (:func:`check_json`), gives a call with
-    ``error`` set: it never raises.
-    """
-    args_json = args_json or ''
-    shown = _short(args_json.strip(), 200) or '{}'
-    raw = f'{{"name": {json.dumps(_short(name, 80))}, "arguments": {shown}}}'
-    call = ToolCall(name=name, raw=raw, style='template')
-    try:
-        args = load_json(args_json) if args_json.strip() else {}
-    except ValueError as exc:
-        call.error = f'malformed JSON arguments: {_short(exc)}'
-        return call
-    if not isinstance(args, dict):
-        call.error = 'arguments must be a JSON object such as {"on": true}'
-        return call
-    call.kwargs = args
-    return call
+__all__ = ['CallDetector', 'DEFAULT_TIMEOUT', 'MAX_CALL_CHARS', 'MAX_JSON_CHARS',
+           'MAX_JSON_DEPTH', 'MAX_RESULT_CHARS', 'MAX_TEMPLATE_CHARS', 'PYTHON_TAG', 'STYLES',
+           'TOOL_CALL_CLOSE', 'TOOL_CALL_OPEN', 'ToolCall', 'check_json', 'execute',
+           'find_calls', 'format_result', 'load_json', 'parse_json_call', 'parse_json_calls',
+           'parse_python_call', 'result_to_text', 'run_with_timeout']
 
 
 # ---------------------------------------------------------------------------- detection
@@ -326,10 +85,14 @@ class CallDetector:
 
     ``functions`` are the callable functions (default: the enabled ones); their names
     are what python-style detection looks for. ``style`` is ``'auto'`` (both),
-    ``'python'`` or ``'template'``. Feed the whole text so far after each new piece.
+    ``'python'`` or ``'template'``. ``syntaxes`` are the marker syntaxes searched
+    (default :data:`~.syntax.DETECTED`). Give the text piece by piece to :meth:`push`
+    (each costs the new text and the unfinished call only), or the whole text so far
+    to :meth:`feed`.
     """
 
-    def __init__(self, functions: Optional[Sequence[Any]] = None, style: str = 'auto'):
+    def __init__(self, functions: Optional[Sequence[Any]] = None, style: str = 'auto',
+                 syntaxes: Sequence[ToolSyntax] = DETECTED):
         if style not in STYLES:
             raise ValueError(f'unknown call style {style!r}; use one of {", ".join(STYLES)}')
         self.functions = as_records(functions)
@@ -340,136 +103,93 @@ class CallDetector:
             self._python_re = re.compile(
                 # not a method (x.NAME), not part of a name, not a definition (def NAME)
                 r'(?<![\w.])(?<!def )(' + '|'.join(re.escape(n) for n in names) + r')\(')
-        longest = max([len(n) + 1 for n in names] + [len(TOOL_CALL_OPEN), len(PYTHON_TAG)])
+        markers = [s for s in syntaxes if s.markers] if style in ('auto', 'template') else []
+        self._marker_re, self._by_marker = marker_regex(markers)
+        longest = max([len(n) + 1 for n in names] + [len(m) for m in self._by_marker] + [1])
         self._keep_tail = longest - 1   # a partial opening may end the text
-        self._pos = 0                   # everything before this is finished
-        self._seen = ''                 # text[:_pos] last time, to notice a new text
+        self.reset()
 
     def reset(self) -> None:
         """Forget everything seen (start of a new reply)."""
-        self._pos = 0
-        self._seen = ''
+        self._buf = ''                  # the unfinished text: the reply from _base on
+        self._base = 0                  # index in the reply of _buf[0]
+        self._pos = 0                   # everything before this (reply index) is finished
+        self._prose = ProseState()      # the prose rule's state at _base
+        self._length = 0                # the reply's length so far
+        self._fed = ''                  # feed(): the whole text it was last given
 
     def skip(self, upto: int) -> None:
-        """Ignore text before index ``upto`` (e.g. a result injected after a call)."""
+        """Ignore text before index ``upto`` of the reply (e.g. an injected result)."""
         self._pos = max(self._pos, upto)
+
+    def push(self, piece: str, final: bool = False, output: bool = True) -> List[ToolCall]:
+        """
+        Add the next ``piece`` of the reply; return the calls that became complete.
+
+        ``output=False``: the piece is not model output (a result the loop injected), so no
+        call is found in it. ``final=True`` means the text is finished: calls left open are
+        reported (with an error unless their syntax allows the end of text, as llama-3.1's
+        ``<|python_tag|>`` does).
+        """
+        self._buf += piece
+        self._length += len(piece)
+        if not output:
+            self._pos = self._length
+        calls: List[ToolCall] = []
+        while True:
+            start, syntax = self._next_opening()
+            if syntax is None:
+                self._pos = max(self._pos, self._length - self._keep_tail)
+                break
+            found, end = syntax.complete(self._buf, start - self._base, final)
+            if end is None:      # incomplete: wait here for more text
+                self._pos = start
+                break
+            for call in found:
+                call.span = (call.span[0] + self._base, call.span[1] + self._base)
+            calls.extend(found)
+            self._pos = end + self._base
+        self._trim()
+        return calls
 
     def feed(self, text: str, final: bool = False) -> List[ToolCall]:
         """
         Return the calls that became complete since the last feed.
 
-        ``text`` is the whole text so far and should only grow; if it no longer
-        starts with what was already scanned, the detector starts over. ``final=True``
-        means the text is finished: calls left open are reported (with an error unless
-        their syntax allows the end of text, as llama-3.1's ``<|python_tag|>`` does).
+        ``text`` is the whole text so far and should only grow; if it no longer starts
+        with what was fed before, the detector starts over.
         """
-        if not text.startswith(self._seen) or len(text) < self._pos:
+        if len(text) < len(self._fed) or not text.startswith(self._fed):
             self.reset()
-        calls: List[ToolCall] = []
-        while True:
-            start, kind = self._next_opening(text)
-            if kind is None:
-                self._pos = max(self._pos, len(text) - self._keep_tail, 0)
-                break
-            found, end = self._complete(text, start, kind, final)
-            if end is None:      # incomplete: wait here for more text
-                self._pos = start
-                break
-            calls.extend(found)
-            self._pos = end
-        self._seen = text[:self._pos]
-        return calls
+        piece, self._fed = text[len(self._fed):], text
+        return self.push(piece, final)
 
-    def _next_opening(self, text: str) -> Tuple[int, Optional[str]]:
-        best, kind = len(text) + 1, None
+    def _trim(self) -> None:
+        # keep only the unfinished text; the prose state moves over what is dropped
+        # (4 characters stay: the python regex looks behind a name for 'def ' or '.')
+        cut = self._pos - self._base - 4
+        if cut > 0:
+            self._prose.advance(self._buf[:cut])
+            self._buf, self._base = self._buf[cut:], self._base + cut
+
+    def _next_opening(self) -> Tuple[int, Optional[ToolSyntax]]:
+        at = self._pos - self._base
+        best, found = len(self._buf) + 1, None
         if self._python_re is not None:
-            match = self._python_re.search(text, self._pos)
-            if match:
-                best, kind = match.start(), 'python'
-        if self.style in ('auto', 'template'):
-            match = _TEMPLATE_OPEN_RE.search(text, self._pos)
+            for match in self._python_re.finditer(self._buf, at):
+                if not self._is_prose(match.start()):
+                    best, found = match.start(), PYTHON
+                    break
+        if self._marker_re is not None:
+            match = self._marker_re.search(self._buf, at)
             if match and match.start() < best:
-                best, kind = match.start(), match.group(0)
-        return best, kind
+                best, found = match.start(), self._by_marker[match.group(0)]
+        return best + self._base, found
 
-    def _complete(self, text: str, start: int, kind: str,
-                  final: bool) -> Tuple[List[ToolCall], Optional[int]]:
-        if kind == 'python':
-            return self._complete_python(text, start, final)
-        if kind == TOOL_CALL_OPEN:
-            return self._complete_tool_call(text, start, final)
-        return self._complete_python_tag(text, start, final)
-
-    def _complete_python(self, text, start, final):
-        open_idx = text.index('(', start)
-        # scan no further than the limit, so a whole text and a stream agree
-        status, end = _scan_brackets(text[:start + MAX_CALL_CHARS], open_idx)
-        if status == 'complete':
-            raw = text[start:end]
-            return [parse_python_call(raw, (start, end))], end
-        name = text[start:open_idx]
-        if status == 'broken':
-            raw = text[start:end]
-            return [ToolCall(name=name, raw=raw, span=(start, end), error=(
-                f'malformed call {_short(raw, 80)!r}: unbalanced brackets or quotes'))], end
-        if final or len(text) - start > MAX_CALL_CHARS:
-            end = min(len(text), start + MAX_CALL_CHARS)
-            return [ToolCall(name=name, raw=text[start:end], span=(start, end), error=(
-                f'the call to {name!r} was never closed with ")"'))], end
-        return [], None
-
-    def _complete_tool_call(self, text, start, final):
-        body = start + len(TOOL_CALL_OPEN)
-        close = text.find(TOOL_CALL_CLOSE, body, start + MAX_TEMPLATE_CHARS)
-        if close >= 0:
-            end = close + len(TOOL_CALL_CLOSE)
-            return parse_json_calls(text[body:close], text[start:end], (start, end)), end
-        if final or len(text) - start > MAX_TEMPLATE_CHARS:
-            end = min(len(text), start + MAX_TEMPLATE_CHARS)
-            content = text[body:end]
-            calls = parse_json_calls(content, text[start:end], (start, end))
-            if end < len(text):
-                for call in calls:
-                    call.error = call.error or f'{TOOL_CALL_OPEN} was never closed'
-            return calls, end
-        return [], None
-
-    def _complete_python_tag(self, text, start, final):
-        body = start + len(PYTHON_TAG)
-        limit = start + MAX_TEMPLATE_CHARS
-        first = body
-        while first < len(text) and text[first].isspace():
-            first += 1
-        stop = min([i for i in (text.find(t, body, limit) for t in LLAMA_END_TAGS) if i >= 0],
-                   default=-1)
-        if stop < 0 and len(text) > limit:
-            stop = limit   # never finished: give up here, the model hears an error
-        elif stop < 0 and final:
-            stop = len(text)
-        if first < len(text) and text[first] == '{':    # custom tool: JSON
-            status, end = _scan_brackets(text[:limit], first, '{[', '}]', '"')
-            if status == 'incomplete' or (stop >= 0 and end > stop):
-                if stop < 0:
-                    return [], None
-                end = stop
-            return parse_json_calls(text[first:end], text[start:end], (start, end)), end
-        paren = text.find('(', first, stop if stop >= 0 else len(text))
-        if paren >= 0:                        # built-in tool code: NAME.call(...)
-            status, end = _scan_brackets(text[:limit], paren)
-            if status != 'incomplete' and (stop < 0 or end <= stop):
-                return [self._tagged_python(text, start, body, end)], end
-        if stop < 0:
-            return [], None
-        if not text[body:stop].strip():
-            return [ToolCall(name='', raw=text[start:stop], span=(start, stop),
-                             style='template', error='empty tool call')], stop
-        return [self._tagged_python(text, start, body, stop)], stop
-
-    @staticmethod
-    def _tagged_python(text: str, start: int, body: int, end: int) -> ToolCall:
-        call = parse_python_call(text[body:end], (start, end), style='template')
-        call.raw = text[start:end]
-        return call
+    def _is_prose(self, at: int) -> bool:
+        probe = self._prose.copy()
+        probe.advance(self._buf[:at])
+        return probe.is_prose()
 
 
 def find_calls(text: str, functions: Optional[Sequence[Any]] = None,
@@ -481,29 +201,21 @@ def find_calls(text: str, functions: Optional[Sequence[Any]] = None,
 # ---------------------------------------------------------------------------- execution
 
 def run_with_timeout(func: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
-                     timeout: float) -> Tuple[bool, Any]:
+                     timeout: float, runner: Optional[CallRunner] = None,
+                     name: str = '') -> Tuple[bool, Any]:
     """
-    Call ``func`` in a daemon worker thread, waiting at most ``timeout`` seconds.
+    Call ``func`` on ``runner``'s pool (see :class:`.runner.CallRunner`), at most ``timeout`` s.
 
     Returns ``(True, value)``, or ``(False, short error text)`` when it raised or timed
-    out (a timed-out call is abandoned, not killed).
+    out. Without a ``runner`` one is made for this call; an overrun is still logged.
     """
-    outcome: Dict[str, Any] = {}
-
-    def target():
-        try:
-            outcome['value'] = func(*args, **kwargs)
-        except BaseException as exc:  # noqa: B902 - any failure becomes error text
-            outcome['error'] = f'{type(exc).__name__}: {_short(exc)}'
-
-    worker = threading.Thread(target=target, name='bot-function', daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        return False, f'timed out after {timeout:g} s'
-    if 'error' in outcome:
-        return False, outcome['error']
-    return True, outcome.get('value')
+    own = runner is None
+    runner = CallRunner(max_workers=1) if own else runner
+    try:
+        return runner.run(func, args, kwargs, timeout, name)
+    finally:
+        if own:
+            runner.close()
 
 
 def result_to_text(value: Any, max_chars: int = MAX_RESULT_CHARS) -> str:
@@ -532,9 +244,10 @@ def _usage(func: FunctionRecord) -> str:
 
 
 def execute(call: ToolCall, functions: Optional[Sequence[Any]] = None,
-            timeout: float = DEFAULT_TIMEOUT, max_chars: int = MAX_RESULT_CHARS) -> str:
+            timeout: float = DEFAULT_TIMEOUT, max_chars: int = MAX_RESULT_CHARS,
+            runner: Optional[CallRunner] = None) -> str:
     """
-    Run ``call`` and return its result as text; never raises.
+    Run ``call`` (on ``runner``'s thread pool) and return its result as text; never raises.
 
     ``functions`` are the callable functions (default: the enabled ones). A malformed
     call, an unknown name, arguments that do not bind (checked before calling), an
@@ -548,34 +261,19 @@ def execute(call: ToolCall, functions: Optional[Sequence[Any]] = None,
         func = find_record(call.name, records)
         if func is None:
             available = ', '.join(f.name for f in records) or 'none'
-            return f'error: unknown function {_short(call.name, 80)!r}; available: {available}'
+            return f'error: unknown function {short(call.name, 80)!r}; available: {available}'
         try:
             bound = func.bind(call.args, call.kwargs)
         except TypeError as exc:
-            return f'error: bad arguments for {func.name!r}: {_short(exc)}; {_usage(func)}'
+            return f'error: bad arguments for {func.name!r}: {short(exc)}; {_usage(func)}'
         ok, value = run_with_timeout(func.func, bound.args, bound.kwargs,
-                                     func.timeout if func.timeout else timeout)
+                                     func.timeout if func.timeout else timeout, runner,
+                                     func.name)
         if not ok:
             return f'error: {func.name!r} failed: {value}'
         return result_to_text(value, max_chars)
     except Exception as exc:  # noqa: B902 - the generation loop must never see an exception
-        return f'error: {type(exc).__name__}: {_short(exc)}'
-
-
-def _tool_response_role(template: Any) -> Optional[str]:
-    """Return the ``tool_response`` role text of a template (object, dict or built-in name)."""
-    roles = getattr(template, 'roles', None)
-    if isinstance(roles, dict):
-        return roles.get('tool_response')
-    if isinstance(template, dict):
-        return template.get('tool_response', template.get('tool'))
-    if isinstance(template, str):
-        try:
-            from ..chat.templates import BUILTIN_TEMPLATES
-        except ImportError:  # the functions package used on its own
-            return None
-        return BUILTIN_TEMPLATES.get(template.lower(), {}).get('tool_response')
-    return None
+        return f'error: {type(exc).__name__}: {short(exc)}'
 
 
 def format_result(call: ToolCall, result_text: str, template: Any = None) -> str:
@@ -583,20 +281,14 @@ def format_result(call: ToolCall, result_text: str, template: Any = None) -> str
     Format a call's result for the chat.
 
     Python style: the inline text to insert right after the call, `` -> RESULT``.
-    Template style: the content of the ``tool_response`` message. ``template`` is a chat
-    template name, ``ChatTemplate`` or dict. For chat-ml-tools (Hermes/Qwen) the content
-    is Hermes' ``{"name": ..., "content": ...}``, inside
-    ``<tool_response>\n...\n</tool_response>`` unless the template's ``tool_response``
-    role adds those tags itself (the built-in chat-ml-tools does). For other templates
-    (e.g. llama-3.1's ``ipython`` role) it is the plain result text.
+    Template style: the content of the ``tool_response`` message, as the tool syntax of
+    ``template`` writes it: a ``ChatTemplate``, a template dict, a ``ToolSyntax`` or a
+    syntax name (see :func:`.syntax.syntax_of`). For chat-ml-tools (Hermes/Qwen) it is
+    Hermes' ``{"name": ..., "content": ...}``, inside ``<tool_response>\n...\n</tool_response>``
+    unless the template's ``tool_response`` role adds those tags itself (the built-in
+    chat-ml-tools does). For other templates (e.g. llama-3.1's ``ipython`` role) it is the
+    plain result text.
     """
     if call.style == 'python':
-        return f' -> {result_text}'
-    name = str(getattr(template, 'name', template) or '').lower()
-    role = _tool_response_role(template) or ''
-    if name in TOOL_RESPONSE_TAG_TEMPLATES or '<tool_response>' in role:
-        body = json.dumps({'name': call.name, 'content': result_text})
-        if '<tool_response>' in role:
-            return body
-        return f'<tool_response>\n{body}\n</tool_response>'
-    return result_text
+        return PYTHON.format_result(call, result_text)
+    return syntax_of(template).format_result(call, result_text)

@@ -47,20 +47,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 from .builtins import BUILTINS
 from .parsing import execute, find_calls, format_result, run_with_timeout, ToolCall
 from .record import as_records, FunctionRecord
-
-PYTHON_PROLOGUE = (
-    'You are able to call the Python functions defined below, and the returned values '
-    'will be added to the chat:\n\n')
-PYTHON_EPILOGUE = (
-    '\n\nTo call a function, write its name and arguments in Python syntax, for example '
-    '{example}, and its result will follow it.')
-JSON_PROLOGUE = (
-    'You may call one or more functions to assist with the user query. '
-    'Function signatures are within <tools></tools> XML tags:\n<tools>\n')
-JSON_EPILOGUE = (
-    '\n</tools>\n\nFor each function call, return a json object with function name and '
-    'arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n'
-    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
+from .runner import CallRunner
+from .syntax import (HERMES, JSON_EPILOGUE, JSON_PROLOGUE, PYTHON,  # noqa: F401 (names
+                     PYTHON_EPILOGUE, PYTHON_PROLOGUE, syntax_of)     # kept here too)
 
 SPECS = ('python', 'json', 'openai')
 
@@ -109,6 +98,7 @@ class FunctionRegistry:
         self._lock = threading.RLock()
         self.builtins_loaded = False
         self.tested = False
+        self.runner = CallRunner()  # the thread pool its calls run on (made on first call)
         for func in functions:
             if isinstance(func, FunctionRecord):
                 self.add(func)
@@ -258,9 +248,13 @@ class FunctionRegistry:
 
     def generate_docs(self, prologue: Union[bool, str] = True,
                       epilogue: Union[bool, str] = True, spec: str = 'python',
-                      functions: Optional[Iterable[Any]] = None) -> str:
+                      functions: Optional[Iterable[Any]] = None, *,
+                      template: Any = None) -> str:
         """
         Collate the documentation of the enabled (or given) functions for the prompt.
+
+        With ``template`` (a ``ChatTemplate``, template dict or ``ToolSyntax``), its tool
+        syntax gives the spec and the default prologue and epilogue.
 
         ``spec='python'``: one line ``NAME(args) - docs`` per function, with a prologue
         telling the model to call them in Python syntax. ``spec='json'``: the OpenAI
@@ -269,17 +263,22 @@ class FunctionRegistry:
         schemas. ``prologue``/``epilogue`` may be ``False`` or a custom string. Returns
         ``''`` when there are no functions.
         """
+        if template is not None:
+            spec = syntax_of(template).docs_spec
         if spec not in SPECS:
             raise ValueError(f'unknown docs spec {spec!r}; use one of {", ".join(SPECS)}')
         records = self.records(functions)
         if not records:
             return ''
+        # the prologue and epilogue: the template's syntax's, else the spec's own
+        words = syntax_of(template) if template is not None else (
+            PYTHON if spec == 'python' else HERMES)
         if spec == 'python':
             body = '\n'.join('* ' + f.doc_line() for f in records)
             example = records[0].example_call()
-            head = _resolve_prose(prologue, PYTHON_PROLOGUE)
-            tail = _resolve_prose(epilogue, PYTHON_EPILOGUE).replace('{example}', example)
-            return head + body + tail
+            head = _resolve_prose(prologue, words.prologue)
+            tail = _resolve_prose(epilogue, words.epilogue)
+            return head + body + tail.replace('{example}', example)
         schemas = [f.tool_schema() for f in records]
         if spec == 'openai':
             body = json.dumps(schemas)
@@ -287,8 +286,8 @@ class FunctionRegistry:
             tail = epilogue if isinstance(epilogue, str) else ''
             return head + body + tail
         body = '\n'.join(json.dumps(s) for s in schemas)
-        return _resolve_prose(prologue, JSON_PROLOGUE) + body + _resolve_prose(
-            epilogue, JSON_EPILOGUE)
+        return _resolve_prose(prologue, words.prologue) + body + _resolve_prose(
+            epilogue, words.epilogue)
 
     # ---- running -----------------------------------------------------------------------
     def run_calls(self, text: str, functions: Optional[Iterable[Any]] = None
@@ -300,7 +299,8 @@ class FunctionRegistry:
         Bad calls give an ``'error: ...'`` result, never an exception.
         """
         records = self.records(functions)
-        return [(call, execute(call, records)) for call in find_calls(text or '', records)]
+        return [(call, execute(call, records, runner=self.runner))
+                for call in find_calls(text or '', records)]
 
     def run(self, text: str, template: Any = None,
             functions: Optional[Iterable[Any]] = None) -> Optional[str]:
@@ -331,7 +331,7 @@ class FunctionRegistry:
         for func in self.list():
             if not func.testable or func.required_args:
                 continue
-            ok, _ = run_with_timeout(func.func, (), {}, timeout)
+            ok, _ = run_with_timeout(func.func, (), {}, timeout, self.runner, func.name)
             if not ok:
                 passed = False
                 if disable_on_error:

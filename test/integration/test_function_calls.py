@@ -21,7 +21,7 @@ A tiny random model cannot choose to call a function, so the reply is steered wi
 import json
 
 from chat_helpers import assert_cache_exact, recompute, reply
-from ros2_nano_llm import bot_function, BotFunctions, ChatHistory
+from ros2_nano_llm import bot_function, BotFunctions, ChatHistory, FunctionRegistry
 
 CALLS = []
 
@@ -99,3 +99,50 @@ def test_run_tools_appends_results(tiny_llama):
     results = history.run_tools('Let me check: DATE()', tools=[BotFunctions.find('DATE')])
     assert len(results) == 1 and history[-1].role == 'tool_response'
     assert history[-1].content == results[0]
+
+
+def test_a_reply_that_keeps_calling_stops_at_the_budget(tiny_llama):
+    CALLS.clear()
+    functions = [BotFunctions.find('ROBOT_SPEED')]
+    prefix = 'ROBOT_SPEED(1) ROBOT_SPEED(2) ROBOT_SPEED(3) ROBOT_SPEED(4)'
+    out = tiny_llama.generate('Hi', functions=functions, reply_prefix=prefix, max_new_tokens=3,
+                              max_calls=2)
+    text = out.wait()
+    assert CALLS == [1.0, 2.0]  # the calls past the budget never reached the function
+    assert [c.success for c in out.calls] == [True, True, False, False]
+    refusal = out.calls[2].result
+    assert refusal.startswith('error: not run') and '2 function calls' in refusal
+    assert text.count(f' -> {refusal}') == 2  # and the model read why
+    # the library default is no limit (NanoLLM's behaviour)
+    CALLS.clear()
+    tiny_llama.generate('Hi', functions=functions, reply_prefix=prefix, max_new_tokens=3).wait()
+    assert CALLS == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_drive_forward_a_little_makes_one_call(smollm2_llama_cpp):
+    # issue 19: after the required call SmolLM2 went on writing "You can use the
+    # `move_forward()`" and every mention ran the robot (8 to 12 calls per reply)
+    robot = []
+    registry = FunctionRegistry()
+    registry.register(lambda: robot.append('move_forward') or 'success: true, message: ""',
+                      name='move_forward', docs='Drive straight ahead one step (half a metre).')
+    registry.register(lambda: robot.append('stop') or 'success: true, message: ""',
+                      name='stop', docs='Stop all motion at once.')
+
+    def set_headlights(on: bool) -> str:
+        robot.append('set_headlights')
+        return 'success: true, message: ""'
+
+    registry.register(set_headlights, docs='Turn the headlights on or off.')
+    # the README's two ways: tool_choice:=required, and reply_prefix:='move_forward()'
+    for steer in ({'tool_choice': 'required'}, {'reply_prefix': 'move_forward()'}):
+        robot.clear()
+        history = ChatHistory(smollm2_llama_cpp, tools=list(registry))
+        history.append('user', 'Drive forward a little.')
+        new, _ = history.embed_chat()
+        out = smollm2_llama_cpp.generate(new, kv_cache=history.kv_cache, functions=registry,
+                                         max_new_tokens=256, stop_tokens=history.stop_tokens,
+                                         **steer)
+        text = out.wait()
+        assert robot == ['move_forward'], (steer, text)
+        assert [c.name for c in out.calls] == ['move_forward']
