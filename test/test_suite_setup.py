@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The test suite joins the ROS domain the user chose with ROS_DOMAIN_ID (issue 21 item 6)."""
+"""How the suite is run: the ROS domain the user chose, and `python -m pytest` (issue 21 items 5, 6)."""
 
 import os
 import subprocess
@@ -27,3 +27,13 @@ def test_an_explicit_ros_domain_id_is_honoured(repo_root):
         cwd=repo_root, env=env, capture_output=True, text=True, timeout=120)
     header = [line for line in out.stdout.splitlines() if line.startswith('ROS_DOMAIN_ID=')]
     assert header and header[0].startswith('ROS_DOMAIN_ID=42 '), out.stdout[-2000:]
+
+
+def test_python_m_pytest_of_the_launch_tests_says_what_to_run(repo_root):
+    # issue 21 item 5: it collected nothing and skipped quietly (the source tree shadows the
+    # install); now it stops with what to run
+    out = subprocess.run(
+        [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', 'test/launch'],
+        cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0, out.stdout[-2000:]
+    assert 'pytest test/launch' in out.stdout + out.stderr, out.stdout[-2000:]
