@@ -12,43 +12,71 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Start the nano_llm lifecycle node and bring it to active.
+Start the nano_llm lifecycle node; it brings itself to active (its ``autostart`` parameter).
 
     ros2 launch ros2_nano_llm nano_llm.launch.py
     ros2 launch ros2_nano_llm nano_llm.launch.py model:=/models/Qwen2.5-0.5B-Instruct \
         namespace:=robot1 params_file:=/path/to/my_params.yaml
 
-The params file gives every parameter (config/nano_llm.yaml by default); ``model`` and
-``api`` given here override it. With ``autostart:=true`` (the default) this launch file
-asks the node to configure, and to activate once that first configure has succeeded,
-through the standard lifecycle events. It does so once: later transitions (a lifecycle
-manager's, or ``ros2 lifecycle set``) are left alone, so deactivate, cleanup, configure ends
-in ``inactive``. With ``autostart:=false`` the node waits unconfigured for a lifecycle
-manager (or ``ros2 lifecycle set /nano_llm configure``).
+The params file gives every parameter (config/nano_llm.yaml by default). Each argument
+below that names a parameter (``model``, ``api``, ``autostart``) defaults to '' meaning
+"what the params file says"; given, it overrides the file. So ``api`` stays the file's
+``auto`` unless you pass one, and nothing the launch sets differs from the file (``ros2 param
+load /nano_llm config/nano_llm.yaml`` works on a launched node). The node's own
+``autostart`` configures it and activates it once that configure succeeds, once; with
+``autostart:=false`` it waits unconfigured for a lifecycle manager (or ``ros2 lifecycle set
+/nano_llm configure``).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction
-from launch.actions import RegisterEventHandler
-from launch.conditions import IfCondition
-from launch.events import matches_action
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-from lifecycle_msgs.msg import Transition
+from ros2_nano_llm.settings import APIS
+
+# launch argument -> the parameter it overrides when given (empty: the params file's value)
+OVERRIDES = ('model', 'api', 'autostart')
+
+
+def overrides(context):
+    """Return the parameters the launch arguments set: only the ones given (non-empty)."""
+    given = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
+    values = {name: value for name, value in given.items() if value != ''}
+    if 'autostart' in values:
+        values['autostart'] = values['autostart'].lower() in ('true', '1', 'yes', 'on')
+    return values
+
+
+def nano_llm_node(context):
+    """Return the node, with the params file and the arguments that were given."""
+    image_topic = LaunchConfiguration('image_topic').perform(context)
+    return [LifecycleNode(
+        package='ros2_nano_llm',
+        executable='nano_llm_node',
+        name=LaunchConfiguration('node_name'),
+        namespace=LaunchConfiguration('namespace'),
+        output='screen',
+        parameters=[LaunchConfiguration('params_file'), overrides(context)],
+        remappings=[
+            ('~/input/image', image_topic),
+            ('~/input/image/compressed', image_topic + '/compressed'),
+        ],
+        arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
+    )]
 
 
 def generate_launch_description():
-    """Return the launch description: arguments, the node and its lifecycle events."""
+    """Return the launch description: the arguments and the node."""
+    from_file = " (default '': what the params file says)"
     args = [
         DeclareLaunchArgument(
-            'model', default_value='default',
-            description="model directory, .gguf file, hub id, or 'default' (embedded SmolLM2)"),
+            'model', default_value='',
+            description="model directory, .gguf file, hub id, or 'default' (embedded "
+                        'SmolLM2)' + from_file),
         DeclareLaunchArgument(
-            'api', default_value='hf', description="backend: 'hf', 'mlc' or 'llama_cpp'"),
+            'api', default_value='',
+            description='backend: ' + ', '.join(repr(api) for api in APIS) + from_file),
         DeclareLaunchArgument(
             'params_file',
             default_value=PathJoinSubstitution(
@@ -57,56 +85,11 @@ def generate_launch_description():
         DeclareLaunchArgument('namespace', default_value='', description='node namespace'),
         DeclareLaunchArgument('node_name', default_value='nano_llm', description='node name'),
         DeclareLaunchArgument(
-            'autostart', default_value='true',
-            description='configure and activate the node once it is up'),
+            'autostart', default_value='',
+            description='configure and activate the node once it is up' + from_file),
         DeclareLaunchArgument(
             'image_topic', default_value='~/input/image',
             description='camera topic to take frames from (its /compressed too)'),
         DeclareLaunchArgument('log_level', default_value='info', description='ROS log level'),
     ]
-    image_topic = LaunchConfiguration('image_topic')
-    node = LifecycleNode(
-        package='ros2_nano_llm',
-        executable='nano_llm_node',
-        name=LaunchConfiguration('node_name'),
-        namespace=LaunchConfiguration('namespace'),
-        output='screen',
-        parameters=[
-            LaunchConfiguration('params_file'),
-            {
-                'model': ParameterValue(LaunchConfiguration('model'), value_type=str),
-                'api': ParameterValue(LaunchConfiguration('api'), value_type=str),
-                # the transitions come from the events below, not from the node itself
-                'autostart': False,
-            },
-        ],
-        remappings=[
-            ('~/input/image', image_topic),
-            ('~/input/image/compressed', [image_topic, '/compressed']),
-        ],
-        arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
-    )
-    autostart = IfCondition(LaunchConfiguration('autostart'))
-    configure = EmitEvent(
-        event=ChangeState(
-            lifecycle_node_matcher=matches_action(node),
-            transition_id=Transition.TRANSITION_CONFIGURE),
-        condition=autostart)
-
-    def activate_if_configured(context):
-        # The event is the end of the first configure: activate only if it succeeded.
-        if context.locals.event.goal_state != 'inactive':
-            return []
-        return [EmitEvent(event=ChangeState(
-            lifecycle_node_matcher=matches_action(node),
-            transition_id=Transition.TRANSITION_ACTIVATE))]
-
-    # handle_once: the handler unregisters itself after the first configure ends (in
-    # 'inactive' or, when it failed, 'unconfigured'), so autostart acts once and a later
-    # configure from a lifecycle manager does not activate the node behind its back.
-    activate_after_first_configure = RegisterEventHandler(
-        OnStateTransition(
-            target_lifecycle_node=node, start_state='configuring',
-            entities=[OpaqueFunction(function=activate_if_configured)], handle_once=True),
-        condition=autostart)
-    return LaunchDescription(args + [node, activate_after_first_configure, configure])
+    return LaunchDescription(args + [OpaqueFunction(function=nano_llm_node)])

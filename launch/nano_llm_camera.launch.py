@@ -83,7 +83,9 @@ def generate_launch_description():
             'model', default_value='llava-hf/llava-interleave-qwen-0.5b-hf',
             description='a vision-language model (LLaVA family): directory, or hub id (needs '
                         'network or the hub cache)'),
-        DeclareLaunchArgument('api', default_value='hf', description='backend'),
+        DeclareLaunchArgument(
+            'api', default_value='',
+            description="backend (default '': what the params file says)"),
         DeclareLaunchArgument(
             'params_file', default_value=os.path.join(share, 'config', 'nano_llm.yaml'),
             description='YAML file with the node parameters'),

@@ -31,6 +31,14 @@ Each setting has a kind that says when a change takes effect in the node:
   the node started with does).
 
 A ``reload`` or ``startup`` parameter set to the value it already has is always accepted.
+
+Values that look odd but are valid (a parameter storm accepted them, issue 21 item 13):
+``base_url: ''`` is its documented default (``$OPENAI_BASE_URL`` or the local server), and a
+``reload`` setting set to its current value is a no-op; ``history_file: ''`` at run time is
+likewise accepted only when it is already '' (any other change is refused while a model is
+loaded), and while unconfigured it means "keep the chat in memory" from the next configure;
+``max_new_tokens: 1`` is inside its range (a one-token answer); ``repetition_penalty: 0.5``
+is inside its range ``(0, 10]`` and favours repeats (below 1.0), as transformers defines it.
 """
 
 import argparse
@@ -123,7 +131,8 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('tool_choice', 'auto', "function calls in replies to ~/input/text: 'auto' (the "
               "model may call), 'required' (each reply starts with a call), 'none' (no calls) "
               "or a loaded function's name (that one is called)", LIVE),
-    ParamSpec('max_new_tokens', 128, 'most tokens in one reply', LIVE, 1, 8192, cli=True),
+    ParamSpec('max_new_tokens', 128, 'most tokens in one reply (1 is valid: a one-token '
+              'answer, such as a yes/no classifier)', LIVE, 1, 8192, cli=True),
     ParamSpec('min_new_tokens', -1, 'fewest tokens in one reply before a stop token counts; '
               '-1 for no minimum', LIVE, -1, 8192, cli=True),
     ParamSpec('do_sample', False, 'sample the next token (True) or pick the most likely one',
@@ -132,7 +141,8 @@ PARAMS: Tuple[ParamSpec, ...] = (
               cli=True),
     ParamSpec('top_p', 0.95, 'nucleus sampling mass, in (0, 1]', LIVE, 0.0, 1.0, cli=True),
     ParamSpec('repetition_penalty', 1.0, 'penalty on tokens already in the chat (> 0; 1.0 is '
-              'off)', LIVE, 0.0, 10.0, cli=True),
+              'off, above 1.0 discourages repeats, below 1.0 favours them: valid, as in '
+              "transformers' RepetitionPenaltyLogitsProcessor)", LIVE, 0.0, 10.0, cli=True),
     ParamSpec('wrap_tokens', 0, 'when the chat overflows, keep about this many newest tokens; '
               '0 for half the chat. Refused when it leaves no room to wrap (above the chat '
               'limit minus the system prompt)', LIVE, 0, 1 << 20, cli=True),

@@ -16,7 +16,8 @@ Shared test set-up: a private ROS 2 domain per pytest session, DDS on localhost 
 
 The environment is set when this file is imported, before any test module imports rclpy or
 starts a subprocess, so every node a test creates (in this process or a child) joins the same
-private domain, and two pytest runs on one machine never hear each other.
+private domain, and two pytest runs on one machine never hear each other. An explicit
+``ROS_DOMAIN_ID`` (or ``ROS2_NANO_LLM_TEST_DOMAIN_ID``) is honoured: the user chose it.
 """
 
 import fcntl
@@ -37,8 +38,9 @@ _domain_lock = None
 
 
 def _reserve_domain_id():
-    """Return a ROS domain id in 1..100 that no other running pytest session holds."""
-    override = os.environ.get('ROS2_NANO_LLM_TEST_DOMAIN_ID')
+    """Return the user's domain id, else one in 1..100 that no other pytest session holds."""
+    override = (os.environ.get('ROS2_NANO_LLM_TEST_DOMAIN_ID')
+                or os.environ.get('ROS_DOMAIN_ID', '').strip())
     if override:
         return int(override)
     global _domain_lock

@@ -29,16 +29,17 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 
 FORMAT = 'ros2_nano_llm.chat'
 VERSION = 1
-TEMP_SUFFIX = '.tmp'            # the one temp file beside the chat (one writer per file)
+TEMP_SUFFIX = '.tmp'            # temp files beside the chat: <name>.<random>.tmp
 IMAGES_SUFFIX = '.images'       # the folder of image files beside the chat
 _IMAGE_NAME = re.compile(r'^[0-9a-f]{40}\.png$')
-_IMAGE_TEMP = re.compile(r'^[0-9a-f]{40}\.png\.tmp$')  # left by a write that was killed
+_IMAGE_TEMP = re.compile(r'^[0-9a-f]{40}\.png\.\w+\.tmp$')  # left by a write that was killed
 
 
 class HistoryFileError(ValueError):
@@ -125,17 +126,31 @@ def save(history: Any, path: str, extra: Optional[Dict[str, Any]] = None) -> Non
 
 
 def _replace(path: str, data: bytes) -> None:
-    temp = path + TEMP_SUFFIX
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # A new file with a random name in the same folder, created exclusively (O_EXCL, which
+    # never follows a link): whatever is planted beside the chat is never written through.
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=name + '.', suffix=TEMP_SUFFIX, dir=folder)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)  # atomic on POSIX: readers see the old file or the new one
+        try:
+            os.fchmod(fd, 0o644)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)  # atomic on POSIX: readers see the old file or the new one
+    except BaseException:
+        _remove(temp)
+        raise
     _fsync_dir(os.path.dirname(os.path.abspath(path)))  # make the rename itself durable
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # a temp file left behind costs disk space only
 
 
 def _fsync_dir(folder: str) -> None:

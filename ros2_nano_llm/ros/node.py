@@ -65,6 +65,7 @@ from . import persistence
 from .compat import initialized
 from .generate_action import GenerateAction
 from .ros_bridge import RosServiceFunctions
+from .signals import ShutdownSignals
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
 from ..functions import execute, FunctionRegistry, parse_json_call
 from ..futures import in_thread
@@ -845,27 +846,34 @@ def main(args: Optional[List[str]] = None) -> int:
 
     ``ros2 run ros2_nano_llm nano_llm_node``. The worker is stopped before the node and the
     context go, so a reply that streams at that moment ends quietly; after the shutdown
-    transition (finalized) the process exits with code 0.
+    transition (finalized) the process exits with code 0. Only the first SIGINT or SIGTERM
+    counts (``signals``): the ones that follow it, as under ``ros2 launch``, cannot cut the
+    shutdown short.
     """
     _quiet_progress_bars()
-    try:
-        with initialized(args):  # rclpy.init() is a context manager only from Kilted
-            try:
-                node = ChatLifecycleNode()
-            except ValueError as error:
-                rclpy.logging.get_logger('nano_llm').fatal(f'bad parameters: {error}')
-                return 1
-            executor = MultiThreadedExecutor(num_threads=4)
-            executor.add_node(node)
-            try:
-                executor.spin_until_future_complete(node.finalized)
-            finally:
-                node.release()
-                executor.shutdown(timeout_sec=WAIT_S)
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    return 0
+    code = 0
+    stopping = ShutdownSignals(rclpy.logging.get_logger('nano_llm').info)
+    with stopping:  # before rclpy.init(): rclpy's handler runs first, then this one
+        try:
+            with initialized(args):  # rclpy.init() is a context manager only from Kilted
+                try:
+                    node = ChatLifecycleNode()
+                except ValueError as error:
+                    rclpy.logging.get_logger('nano_llm').fatal(f'bad parameters: {error}')
+                    return 1
+                executor = MultiThreadedExecutor(num_threads=4)
+                executor.add_node(node)
+                try:
+                    executor.spin_until_future_complete(node.finalized)
+                finally:
+                    stopping.ending()
+                    node.release()
+                    executor.shutdown(timeout_sec=WAIT_S)
+                    node.destroy_node()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+    stopping.exit_after(code)
+    return code
 
 
 if __name__ == '__main__':

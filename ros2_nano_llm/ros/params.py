@@ -20,17 +20,19 @@ This is the ROS edge of the table: it turns each ``ParamSpec`` row into a
 kind (``live``, ``reload``, ``startup``; see ``ros2_nano_llm.settings``).
 """
 
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+import array
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
+from rclpy.parameter import Parameter
 
 from ..settings import (APIS, BUSY_POLICIES, changed, LIVE, PARAMS, ParamSpec, plain, RELOAD,
                         SAMPLING, Settings, SPECS, STARTUP)
 
 __all__ = ('APIS', 'BUSY_POLICIES', 'LIVE', 'RELOAD', 'STARTUP', 'PARAMS', 'SPECS', 'SAMPLING',
            'ParamSpec', 'NodeConfig', 'descriptor', 'declare', 'read', 'check_change',
-           'changed', 'tool_choice_problem')
+           'changed', 'tool_choice_problem', 'typed')
 
 # every parameter of the node as plain values, one frozen snapshot (fields from PARAMS)
 NodeConfig = Settings
@@ -74,11 +76,37 @@ def declare(node: Any) -> NodeConfig:
             raise ValueError(f"parameter '{spec.name}': {error}; expected "
                              f'{_TYPE_WORDS[spec.type]} such as {spec.default!r}'
                              ) from error
+    # an empty list from a params file arrives untyped (NOT_SET, dumped as null) or as a
+    # bool/byte array: hold it as the string array it is, now and on every later set
+    node.add_pre_set_parameters_callback(typed)
+    lists = [node.get_parameter(spec.name) for spec in PARAMS if spec.type is tuple]
+    node.set_parameters([param for param, fixed in zip(lists, typed(lists)) if param is not fixed])
     config = read(node)
     problem = config.problem()
     if problem:
         raise ValueError(problem)
     return config
+
+
+def typed(parameters: List[Parameter]) -> List[Parameter]:
+    """
+    Return ``parameters`` with each empty string-list setting typed as an empty string array.
+
+    A YAML ``[]`` carries no element type: rclpy takes it for a bool or byte array or leaves
+    the parameter unset, and ``ros2 param dump`` then writes ``null`` (an old dump's
+    ``builtin_functions: null`` arrives as the string 'null'). Each of these means "none", so
+    a dump restarts the node with the same settings and the type stays a string array.
+    (rclpy's pre-set callback: it may rewrite the parameters being set.)
+    """
+    return [Parameter(p.name, Parameter.Type.STRING_ARRAY, [])
+            if p.name in SPECS and SPECS[p.name].type is tuple and _empty(p.value) else p
+            for p in parameters]
+
+
+def _empty(value: Any) -> bool:
+    if value is None or value == 'null':
+        return True
+    return isinstance(value, (list, tuple, array.array)) and len(value) == 0
 
 
 def read(node: Any) -> NodeConfig:

@@ -76,7 +76,8 @@ def test_wrap_through_generation_stays_usable(tiny_llama):
         expected = recompute(tiny_llama, history)
         out = tiny_llama.generate(new, kv_cache=history.kv_cache, max_new_tokens=12,
                                   stop_tokens=history.stop_tokens)
-        assert list(out) is not None and out.tokens == expected
+        pieces = list(out)  # the stream runs to its end; its pieces are the whole reply
+        assert ''.join(pieces) == out.text and out.tokens == expected
         history.append('bot', out)
         assert history.num_tokens <= 160 + 12
     assert history[0].role == 'system' and history[1].role == 'user'

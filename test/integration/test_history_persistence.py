@@ -67,6 +67,24 @@ def test_round_trip_keeps_entries_bot_tokens_and_rendering(tiny_llama, tmp_path)
     assert loaded.render().keys == history.render().keys
 
 
+def test_a_link_planted_at_a_temporary_path_is_never_written_through(tiny_llama, tmp_path):
+    # issue 21 item 9: <history_file>.tmp planted as a link to another file got the chat
+    history, _ = chat(tiny_llama, 1)
+    path = tmp_path / 'chat.json'
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('do not touch')
+    planted = [tmp_path / ('chat.json' + storage.TEMP_SUFFIX), tmp_path / 'chat.json.tmp.tmp']
+    for link in planted:
+        link.symlink_to(victim)
+    for _ in range(3):
+        history.save(path)
+    assert victim.read_text() == 'do not touch'
+    assert all(link.is_symlink() for link in planted)  # left as they are, not reused
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ['chat.json', 'victim.txt'] + [link.name for link in planted])  # no temp left
+    assert ChatHistory(tiny_llama).load(path) == {}
+
+
 def test_loaded_chat_continues_exactly_as_recomputed(tiny_llama, tmp_path):
     history, _ = chat(tiny_llama, 3)
     path = tmp_path / 'chat.json'

@@ -144,7 +144,9 @@ def test_fuzz_every_service_topic_and_parameter(live):
     for name in HOSTILE_NAMES:
         for args in HOSTILE_ARGS:
             response = _call(client, name, args)
-            assert isinstance(response.result, str)
+            # an answer with a result or the reason of the refusal; only TIME exists
+            assert response.result.strip(), (name[:40], args[:40])
+            assert response.success is False or name == 'TIME', (name[:40], response.result)
     frames = _hostile_frames(rng)
     for msg in frames:
         (client.image_pub if isinstance(msg, Image) else client.compressed_pub).publish(msg)

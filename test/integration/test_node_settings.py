@@ -18,11 +18,18 @@ One node process (a tiny random-weight Llama at a 512-token context, so the chat
 most 256 tokens) is offered a ``wrap_tokens`` that can never wrap, a system prompt that
 leaves no room for the chat and a ``reply_prefix`` longer than the room kept for replies.
 Each is refused when set, the chat goes on, and many turns later prompts still fit; a
-configure with such a system prompt fails with the reason.
+configure with such a system prompt fails with the reason. A parameter dump (what ``ros2
+param dump`` writes) restarts a node with the same settings (issue 21 item 3).
 """
 
-from node_harness import grep, start_node, stop_node
+import array
+
+from node_harness import grep, REPO_ROOT, start_node, stop_node
 import pytest
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import ListParameters
+from rclpy.parameter import parameter_value_to_python
+import yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -112,3 +119,58 @@ def test_configure_with_a_system_prompt_that_cannot_fit_fails_with_the_reason(no
         assert client.set_params(system_prompt='')[0].successful
         assert client.transition('configure') and client.transition('activate')
         client.wait_connected()
+
+
+def _dump(client):
+    # what `ros2 param dump` writes: ListParameters, then GetParameters, each value as
+    # ros2param.api.get_value gives it (NOT_SET: None, arrays: lists), in one YAML document
+    if 'list_parameters' not in client.clients:
+        client.clients['list_parameters'] = client.node.create_client(
+            ListParameters, f'{client.target}/list_parameters')
+    names = sorted(client.call('list_parameters').result.names)
+    request = client.clients['get_parameters'].srv_type.Request(names=names)
+    values = client.call('get_parameters', request).values
+    params = {name: parameter_value_to_python(value) for name, value in zip(names, values)}
+    params = {name: list(v) if isinstance(v, (tuple, array.array)) else v
+              for name, v in params.items()}
+    types = {name: value.type for name, value in zip(names, values)}
+    return {client.target: {'ros__parameters': params}}, types
+
+
+def test_a_parameter_dump_restarts_the_node_with_the_same_settings(tiny_model_dir, tmp_path):
+    # issue 21 item 3: the shipped `builtin_functions: []` was dumped as null, and the node
+    # then refused to start from the dump ("builtin_functions must be a list ... 'null'")
+    shipped = yaml.safe_load((REPO_ROOT / 'config' / 'nano_llm.yaml').read_text())
+    assert shipped['/**']['ros__parameters']['builtin_functions'] == []
+    first_file = tmp_path / 'params.yaml'
+    first_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        **shipped['/**']['ros__parameters'], 'model': tiny_model_dir('llama'), 'api': 'hf',
+        'autostart': False}}}))
+    dumps = []
+    params_file = first_file
+    for run in range(2):
+        (tmp_path / str(run)).mkdir()
+        process, client = start_node(tmp_path / str(run), {}, activate=False,
+                                     params_file=params_file)
+        try:
+            dump, types = _dump(client)
+        finally:
+            stop_node(process, client)
+        assert types['builtin_functions'] == ParameterType.PARAMETER_STRING_ARRAY
+        assert dump[client.target]['ros__parameters']['builtin_functions'] == []
+        dumps.append(dump)
+        params_file = tmp_path / f'dump{run}.yaml'
+        params_file.write_text(yaml.dump(dump, default_flow_style=False))
+    assert dumps[0] == dumps[1]
+
+
+def test_an_old_dump_with_builtin_functions_null_loads(tiny_model_dir, tmp_path):
+    old = tmp_path / 'old_dump.yaml'
+    old.write_text(yaml.dump({'/nano_llm': {'ros__parameters': {
+        'model': tiny_model_dir('llama'), 'builtin_functions': None}}}))
+    process, client = start_node(tmp_path, {}, activate=False, params_file=old)
+    try:
+        assert client.get_param('builtin_functions') == []
+        assert not grep(process, 'bad parameters')
+    finally:
+        stop_node(process, client)

@@ -20,9 +20,29 @@ Without the plugin (``-p no:launch_testing``, plugin autoload disabled, or launc
 imported from a source tree without its entry point) pytest would collect the module's
 ``unittest`` classes as plain tests that fail for want of those arguments: skip them instead.
 (Where launch_testing is not installed at all, the module skips itself on import.)
+
+``python -m pytest test/launch`` puts the source tree ahead of the install on ``sys.path``;
+the source tree has no generated interfaces (``ros2_nano_llm.action``), so the run stops at
+once and says what to run instead, rather than skipping everything quietly.
 """
 
+import importlib.util
+import pathlib
+
 import pytest
+
+
+def pytest_configure(config):
+    """Stop with what to run when ros2_nano_llm comes from the source tree (python -m)."""
+    spec = importlib.util.find_spec('ros2_nano_llm')
+    # not resolved: a --symlink-install's files are links into the source tree
+    package = pathlib.Path(spec.origin).parent if spec and spec.origin else None
+    if package is not None and not (package / 'action').is_dir():
+        raise pytest.UsageError(
+            f'ros2_nano_llm is imported from {package}, which has no '
+            'generated messages: `python -m pytest` puts it first on sys.path. Run '
+            '`pytest test/launch` (the pytest script) or `bash scripts/test.sh test/launch` '
+            'after `source scripts/env.sh`, or `python -m pytest -P test/launch`')
 
 PLUGIN_MODULE = 'launch_testing.pytest.hooks'
 

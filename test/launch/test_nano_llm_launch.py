@@ -42,6 +42,7 @@ try:
     import launch_testing.asserts
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.srv import GetParameters
     import rclpy
     from rclpy.action import ActionClient
     from ros2_nano_llm.action import Generate
@@ -69,6 +70,7 @@ def generate_test_description():
             'model': MODEL,
             'params_file': os.path.join(share, 'config', 'nano_llm_tiny.yaml'),
             'namespace': NAMESPACE,
+            'autostart': 'true',  # the tiny params file says false; the argument overrides it
         }.items())
     return LaunchDescription([chat, launch_testing.actions.ReadyToTest()])
 
@@ -157,6 +159,14 @@ class TestNanoLlmLaunch(unittest.TestCase):
         finally:
             client.destroy()
 
+    def test_1c_parameters_are_the_params_file(self, proc_output):
+        """Arguments not given leave the params file's values: api is the file's, not 'hf'."""
+        request = GetParameters.Request(names=['api', 'max_new_tokens', 'autostart'])
+        values = self._call(GetParameters, 'get_parameters', request).values
+        self.assertEqual([v.string_value for v in values[:1]], ['hf'])  # nano_llm_tiny.yaml
+        self.assertEqual(values[1].integer_value, 24)
+        self.assertTrue(values[2].bool_value)  # autostart:=true given
+
     def test_2_deactivate_and_cleanup(self, proc_output):
         """Deactivate and cleanup succeed and are logged; the node is unconfigured after."""
         self.assertTrue(self._transition(Transition.TRANSITION_DEACTIVATE))
@@ -165,6 +175,9 @@ class TestNanoLlmLaunch(unittest.TestCase):
         proc_output.assertWaitFor('cleaned up: model freed', timeout=30)
         self.assertEqual(self._state(), 'unconfigured')
         # a transition that does not exist from here fails without harming the node
+        self.node.get_logger().info(
+            'deliberate invalid transition: the node logs "[ERROR] Unable to start transition '
+            '3 from current state unconfigured"; that line is expected')
         self.assertFalse(self._transition(Transition.TRANSITION_ACTIVATE))
         self.assertEqual(self._state(), 'unconfigured')
 
