@@ -241,7 +241,9 @@ class SimRobot(Node):
             sequence.append(sequence[-1] + sequence[-2])
             goal_handle.publish_feedback(Fibonacci.Feedback(sequence=sequence))
             if self._stopping.wait(self.config.step_period_s):
-                goal_handle.abort()
+                # shutting down: the context is gone, so the goal's state can no longer be
+                # published (abort() would raise); the client sees the server leave
+                self.get_logger().info(f'goal {goal_id} ended by shutdown')
                 return Fibonacci.Result(sequence=sequence)
         goal_handle.succeed()
         self.event('succeeded', id=goal_id, sequence=sequence)

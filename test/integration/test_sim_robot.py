@@ -271,6 +271,8 @@ def test_signal_mid_goal_exits_zero(tmp_path, sig):
         process.wait_for_log('"event": "goal"')
         process.process.send_signal(sig)
         assert process.process.wait(20.0) == 0, process.log()[-2000:]
+        assert 'Traceback' not in process.log() and '[ERROR]' not in process.log(), \
+            process.log()[-2000:]
     finally:
         node.destroy_node()
         context.try_shutdown()
