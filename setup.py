@@ -53,6 +53,7 @@ setup(
     entry_points={
         'console_scripts': [
             'nano_llm_node = ros2_nano_llm.ros.node:main',
+            'nano_llm_sim_robot = ros2_nano_llm.ros.sim_robot:main',
         ],
     },
     zip_safe=False,

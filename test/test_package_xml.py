@@ -41,11 +41,13 @@ ROSDEP_KEYS = {
     'cv2': 'python3-opencv',
     'cv_bridge': 'cv_bridge',
     'diagnostic_msgs': 'diagnostic_msgs',
+    'geometry_msgs': 'geometry_msgs',
     'huggingface_hub': 'python3-huggingface-hub-pip',
     'jinja2': 'python3-jinja2',
     'launch': 'launch',
     'launch_ros': 'launch_ros',
     'lifecycle_msgs': 'lifecycle_msgs',
+    'nav_msgs': 'nav_msgs',
     'numpy': 'python3-numpy',
     'PIL': 'python3-pil',
     'rcl_interfaces': 'rcl_interfaces',
@@ -54,6 +56,7 @@ ROSDEP_KEYS = {
     'std_msgs': 'std_msgs',
     'std_srvs': 'std_srvs',
     'termcolor': 'python3-termcolor',
+    'test_msgs': 'test_msgs',
     'torch': 'python3-torch',
     'transformers': 'python3-transformers-pip',
     'yaml': 'python3-yaml',
@@ -71,7 +74,7 @@ PIP_ONLY = {
 }
 OPTIONAL = {'mlc_llm': 'mlc-llm'}
 
-SOURCES = sorted((ROOT / PKG).rglob('*.py')) + [ROOT / 'bin' / 'nano_llm_node'] + sorted(
+SOURCES = sorted((ROOT / PKG).rglob('*.py')) + sorted((ROOT / 'bin').iterdir()) + sorted(
     (ROOT / 'launch').glob('*.py'))
 
 

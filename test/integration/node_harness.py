@@ -55,15 +55,15 @@ TRANSITIONS = {'configure': 1, 'cleanup': 2, 'activate': 3, 'deactivate': 4,
                'unconfigured_shutdown': 5, 'inactive_shutdown': 6, 'active_shutdown': 7}
 
 
-def find_executable() -> str:
-    """Return the path of the installed nano_llm_node (PATH first, then the colcon install)."""
-    found = shutil.which(EXECUTABLE)
+def find_executable(executable: str = EXECUTABLE) -> str:
+    """Return the path of an installed executable (PATH first, then the colcon install)."""
+    found = shutil.which(executable)
     if found:
         return found
-    installed = REPO_ROOT / 'install' / 'ros2_nano_llm' / 'lib' / 'ros2_nano_llm' / EXECUTABLE
+    installed = REPO_ROOT / 'install' / 'ros2_nano_llm' / 'lib' / 'ros2_nano_llm' / executable
     if installed.exists():
         return str(installed)
-    raise RuntimeError(f'{EXECUTABLE} is not installed: run `bash scripts/setup.sh` and '
+    raise RuntimeError(f'{executable} is not installed: run `bash scripts/setup.sh` and '
                        '`source scripts/env.sh` first')
 
 
@@ -80,12 +80,12 @@ class NodeProcess:
 
     def __init__(self, log_path: os.PathLike, name: str = 'nano_llm', namespace: str = '',
                  params_file: Optional[os.PathLike] = CONFIG_TINY,
-                 overrides: Optional[Dict[str, Any]] = None):
+                 overrides: Optional[Dict[str, Any]] = None, executable: str = EXECUTABLE):
         self.name = name
         self.namespace = namespace.rstrip('/')
         self.fqn = f'{self.namespace}/{name}'
         self.log_path = pathlib.Path(log_path)
-        argv = [find_executable(), '--ros-args', '-r', f'__node:={name}']
+        argv = [find_executable(executable), '--ros-args', '-r', f'__node:={name}']
         if self.namespace:
             argv += ['-r', f'__ns:={self.namespace}']
         if params_file is not None:
