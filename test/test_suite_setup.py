@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""How the suite is run: the ROS domain the user chose, and `python -m pytest` (issue 21 items 5, 6)."""
+"""How the suite runs: the ROS domain the user chose; `python -m pytest` (issue 21 items 5, 6)."""
 
 import os
 import subprocess

@@ -44,6 +44,7 @@ def pytest_configure(config):
             '`pytest test/launch` (the pytest script) or `bash scripts/test.sh test/launch` '
             'after `source scripts/env.sh`, or `python -m pytest -P test/launch`')
 
+
 PLUGIN_MODULE = 'launch_testing.pytest.hooks'
 
 
