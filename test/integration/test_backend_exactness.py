@@ -56,7 +56,7 @@ def exact_model(request):
 
 def test_turns_cached_equal_recompute(exact_model):
     # by default llama.cpp's greedy replies can fork from a recompute's where two tokens are
-    # nearly tied (this chat forks within 4 turns): the edits below agree, and bit_exact agrees always
+    # nearly tied (this chat forks within 4 turns): the edits below agree; bit_exact always
     model = exact_model
     history = turns_equal_recompute(model, 4)
     exact = {'atol': 0.0, 'rtol': 0.0}
