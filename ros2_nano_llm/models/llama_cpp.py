@@ -233,10 +233,10 @@ class LlamaCppBackend(LogitsBackend):
             cache.saved = None  # an evicted handle is cut when it is restored
 
     @_locked
-    def cache_state(self, cache: LlamaCppCache) -> Optional[bytes]:
+    def cache_state(self, cache: LlamaCppCache, length: int) -> Optional[bytes]:
         """Return a copy of ``cache``'s positions as llama.cpp's sequence state bytes."""
-        if not cache.tokens:
-            return None
+        if not cache.tokens or length != len(cache.tokens):
+            return None  # a sequence state is saved whole
         data = self._c.save_sequence() if self._owns(cache) else cache.saved
         return bytes(data)
 
