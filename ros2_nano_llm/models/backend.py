@@ -87,6 +87,14 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Free the model (the default has nothing to free)."""
 
+    def cache_state(self, cache: Any, length: int) -> Optional[bytes]:
+        """Return the first ``length`` positions of ``cache`` as bytes (None: cannot save)."""
+        return None
+
+    def restore_cache(self, data: bytes, length: int) -> Any:
+        """Return a new cache state holding ``length`` positions from ``cache_state`` bytes."""
+        raise ValueError(f"api='{self.name}' cannot load a saved KV cache")
+
 
 class LogitsBackend(Backend):
     """A model run step by step that returns the next-token logits; the loop samples."""

@@ -138,6 +138,35 @@ class HFBackend(LogitsBackend):
         elif length < current:
             cache.crop(length - current)  # transformers 5: a negative count of tokens to drop
 
+    def cache_state(self, cache: Any, length: int) -> Optional[bytes]:
+        """Return the first ``length`` positions' key/value tensors as safetensors bytes."""
+        from safetensors.torch import save
+        if length <= 0 or length > cache.get_seq_length():
+            return None
+        tensors = {}
+        for i, layer in enumerate(cache.layers):  # keys, values: (B, n_kv, T, hs)
+            tensors[f'k{i}'] = layer.keys[..., :length, :].contiguous().cpu()
+            tensors[f'v{i}'] = layer.values[..., :length, :].contiguous().cpu()
+        return save(tensors)
+
+    def restore_cache(self, data: bytes, length: int) -> Any:
+        """Return a new ``DynamicCache`` holding ``length`` positions from ``cache_state``."""
+        from safetensors.torch import load
+        tensors = load(bytes(data))
+        cache = self.new_cache()
+        layers = self.model.config.get_text_config().num_hidden_layers
+        if len(tensors) != 2 * layers:
+            raise ValueError(f'the saved cache has {len(tensors) // 2} layers, '
+                             f'the model {layers}')
+        dtype = self._embed_tokens.weight.dtype
+        for i in range(layers):
+            k, v = tensors.get(f'k{i}'), tensors.get(f'v{i}')
+            if k is None or v is None or k.shape != v.shape or k.dim() != 4 or \
+                    k.shape[2] != length or k.dtype != dtype:
+                raise ValueError(f'the saved cache layer {i} does not fit this model')
+            cache.update(k.to(self.device), v.to(self.device), i)
+        return cache
+
     def embed_inputs(self, inputs: Inputs) -> torch.Tensor:
         """Return the input embeddings (T, D) of mixed token/embedding segments."""
         parts = []

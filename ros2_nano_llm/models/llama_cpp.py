@@ -17,16 +17,19 @@ The llama.cpp backend: GGUF models run in-process through ``llama-cpp-python``.
 A llama context holds one KV cache (sequence 0), while the chat layer may keep several
 caches alive (a chat, a one-off prompt, a recompute). Each cache is a small handle; the
 handle that last ran owns the context. Switching to another handle saves the owner's
-sequence state into its handle (``llama_state_seq_get_data``) and restores the new one's,
-so every handle behaves like a cache of its own, bit for bit.
+sequence state into its handle and restores the new one's, so every handle behaves like a
+cache of its own, bit for bit. Every call into llama.cpp goes through ``LlamaContext``.
 
-llama.cpp computes a lone token (a decode step) slightly differently from the same token in a
-batch of two or more, while batches of any size >= 2 agree bit for bit. A recompute of the
-chat prefills it in batches, so the positions a reply decoded one at a time are run again,
-batched with the next prefill; the cache then holds exactly what a recompute would.
+A new turn prefills only its own tokens: the positions a reply computed one at a time
+(decode steps) stay in the cache. llama.cpp computes a lone token slightly differently
+from the same token in a batch of two or more (batches of any size >= 2 agree bit for bit),
+so a cached chat is not bit-identical to a recompute that prefills it in one batch: on the
+embedded SmolLM2 its next-token logits differ by at most about 0.3 (logits of ~30), and
+greedy replies agree (test_backend_exactness.py states the tolerance). ``bit_exact=True``
+gives the old guarantee: the decoded positions are run again, batched with the next
+prefill, so each turn also pays a prefill of the previous reply's tokens.
 """
 
-import ctypes
 import functools
 import inspect
 import logging
@@ -40,11 +43,30 @@ import numpy as np
 
 from .backend import LogitsBackend
 from .base import Inputs, ModelConfig
+from .llama_context import LlamaContext
 from .loading import ModelSource
 
 log = logging.getLogger(__name__)
 
-DEFAULT_N_CTX = 4096  # when neither n_ctx nor max_context_len is given (capped by the model)
+
+class LlamaCppCache:
+    """
+    One KV cache on a llama context: the tokens it holds, and its saved state.
+
+    Positions ``[0, batched)`` were computed in batches; later ones by decode steps (only
+    ``bit_exact`` looks at it). ``saved`` holds the sequence's state bytes while another
+    handle owns the context.
+    """
+
+    __slots__ = ('tokens', 'batched', 'saved', '__weakref__')
+
+    def __init__(self):
+        self.tokens: List[int] = []
+        self.batched = 0
+        self.saved: Any = None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
 
 
 def _locked(method):
@@ -56,40 +78,16 @@ def _locked(method):
     return run
 
 
-class LlamaCppCache:
-    """
-    One KV cache on a llama context: the tokens it holds, and its saved state.
-
-    Positions ``[0, batched)`` were computed in batches; later ones by decode steps.
-    ``saved`` holds the sequence's state bytes while another handle owns the context.
-    """
-
-    __slots__ = ('tokens', 'batched', 'saved', '__weakref__')
-
-    def __init__(self):
-        self.tokens: List[int] = []
-        self.batched = 0
-        self.saved: Optional[ctypes.Array] = None
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-
 class LlamaCppBackend(LogitsBackend):
     """A GGUF model run token by token on one llama.cpp context (see the module docstring)."""
 
     name = 'llama_cpp'
 
-    def __init__(self, llm: Any, config: ModelConfig):
-        import llama_cpp
-        self._lib = llama_cpp
-        self.llm = llm
+    def __init__(self, context: LlamaContext, config: ModelConfig, bit_exact: bool = False):
+        self._c = context
+        self.llm = context.llm  # the llama_cpp.Llama object (its tokenizer, its options)
         self.config = config
-        self._ctx = llm._ctx          # internals.LlamaContext
-        self._batch = llm._batch      # internals.LlamaBatch sized n_batch
-        self._vocab = llm._model.vocab
-        self._n_batch = llm.n_batch
-        self._n_vocab = llm.n_vocab()
+        self.bit_exact = bool(bit_exact)
         self._owner = None            # weakref to the handle whose positions the context holds
         self._lock = threading.RLock()  # the context: the worker runs it, a chat may crop it
         self._pieces = {True: {}, False: {}}  # special -> token id -> its bytes
@@ -103,14 +101,16 @@ class LlamaCppBackend(LogitsBackend):
     def load(cls, source: ModelSource, quantization: Optional[str] = None,
              max_context_len: Optional[int] = None, n_ctx: Optional[int] = None,
              n_threads: Optional[int] = None, n_gpu_layers: Optional[int] = None,
-             n_batch: int = 512, **kwargs) -> 'LlamaCppBackend':
+             n_batch: int = 512, bit_exact: bool = False, **kwargs) -> 'LlamaCppBackend':
         """
         Load a GGUF file into a llama.cpp context.
 
-        ``n_ctx`` (else ``max_context_len``, else the model's limit up to 4096) sizes the KV
-        cache; ``n_threads`` defaults to every CPU this process may use; ``n_gpu_layers``
-        defaults to all layers where llama.cpp was built with GPU offload. Other keyword
-        arguments that ``llama_cpp.Llama`` takes (``flash_attn``, ``type_k``, ...) are passed on.
+        The KV cache holds ``n_ctx`` positions, else the model's trained context capped by
+        ``max_context_len`` (what api='hf' takes too); ``n_threads`` defaults to every CPU
+        this process may use; ``n_gpu_layers`` to all layers where llama.cpp was built with
+        GPU offload. ``bit_exact`` re-runs each reply's decoded positions with the next
+        prefill (see the module docstring). Other keyword arguments that
+        ``llama_cpp.Llama`` takes (``flash_attn``, ``type_k``, ...) are passed on.
         """
         llama_cpp = _import_llama_cpp()
         if source.kind != 'gguf':
@@ -123,10 +123,10 @@ class LlamaCppBackend(LogitsBackend):
         if n_gpu_layers is None:
             n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         threads = int(n_threads) if n_threads else _usable_cpus()
-        wanted = int(n_ctx or max_context_len or 0)
-        if threads < 1 or wanted < 0:
+        explicit, cap = int(n_ctx or 0), int(max_context_len or 0)
+        if threads < 1 or explicit < 0 or cap < 0:
             raise ValueError(f'n_threads must be >= 1 and n_ctx > 0, got {n_threads}, {n_ctx}')
-        params = {'model_path': source.path, 'n_ctx': wanted or DEFAULT_N_CTX,
+        params = {'model_path': source.path, 'n_ctx': explicit or cap,  # 0: the trained one
                   'n_threads': threads,
                   'n_threads_batch': int(kwargs.pop('n_threads_batch', None) or threads),
                   'n_gpu_layers': int(n_gpu_layers), 'n_batch': int(n_batch),
@@ -136,24 +136,20 @@ class LlamaCppBackend(LogitsBackend):
         ignored = sorted(k for k in kwargs if k not in accepted)
         if ignored:
             log.warning("api='llama_cpp' ignores options %s", ignored)
-        llm = llama_cpp.Llama(**params)
-        train_ctx = llm._model.n_ctx_train()
-        if not wanted and 0 < train_ctx < llm.n_ctx():
-            llm.close()  # the default is more than this model was trained on
-            llm = llama_cpp.Llama(**{**params, 'n_ctx': train_ctx})
-        meta = llm.metadata
-        vocab = llm._model.vocab
-        eos = [llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)]
-        bos = llama_cpp.llama_vocab_bos(vocab)
+        context = LlamaContext(llama_cpp.Llama(**params))
+        if not explicit and 0 < context.n_ctx_train < context.n_ctx:
+            context.close()  # max_context_len is more than this model was trained on
+            context = LlamaContext(llama_cpp.Llama(**{**params, 'n_ctx': context.n_ctx_train}))
+        meta = context.llm.metadata
+        eos, bos = context.end_ids(), context.bos_id()
         config = ModelConfig(
             name=source.name, model_type=meta.get('general.architecture', 'llama'),
-            max_context_len=llm.n_ctx(), vocab_size=llm.n_vocab(),
-            eos_token_ids=list(dict.fromkeys(int(t) for t in eos if t >= 0)),
-            bos_token_id=int(bos) if bos >= 0 else None,
+            max_context_len=context.n_ctx, vocab_size=context.n_vocab,
+            eos_token_ids=eos, bos_token_id=bos,
             tokenizer_chat_template=meta.get('tokenizer.chat_template'), path=source.path)
         log.info('loaded %s with llama.cpp (n_ctx %d, %d threads, %d GPU layers) from %s',
                  source.name, config.max_context_len, threads, n_gpu_layers, source.path)
-        return cls(llm, config)
+        return cls(context, config, bit_exact)
 
     # ---- text ----------------------------------------------------------------------------
     def grammar_tokenizer(self) -> Any:
@@ -162,7 +158,7 @@ class LlamaCppBackend(LogitsBackend):
         with warnings.catch_warnings():  # it reads token attributes by a deprecated name
             warnings.simplefilter('ignore', DeprecationWarning)
             return llguidance.llamacpp.lltokenizer_from_vocab(
-                self.llm._model.vocab, n_vocab=self.config.vocab_size,
+                self._c.vocab, n_vocab=self.config.vocab_size,
                 eos_token=list(self.config.eos_token_ids) or None)
 
     def tokenize(self, text: str, add_special_tokens: bool = False,
@@ -193,14 +189,7 @@ class LlamaCppBackend(LogitsBackend):
         piece = self._pieces[special].get(token)
         if piece is None:
             self._check_ids([token])
-            size = 64
-            for _ in range(2):
-                buf = ctypes.create_string_buffer(size)
-                n = self._lib.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
-                if n >= 0:
-                    break
-                size = -n  # too small: llama.cpp says how much it needs
-            piece = self._pieces[special][token] = buf.raw[:n]
+            piece = self._pieces[special][token] = self._c.token_piece(token, special)
         return piece
 
     def _llama_detokenize(self, tokens: Sequence[int], special: bool) -> bytes:
@@ -208,31 +197,21 @@ class LlamaCppBackend(LogitsBackend):
         if not tokens:
             return b''
         self._check_ids(tokens)
-        ids = (self._lib.llama_token * len(tokens))(*tokens)
-        size = 8 * len(tokens) + 16
-        for _ in range(2):
-            buf = ctypes.create_string_buffer(size)
-            n = self._lib.llama_detokenize(self._vocab, ids, len(tokens), buf, size, False,
-                                           special)
-            if n >= 0:
-                return buf.raw[:n]
-            size = -n + 1  # too small: llama.cpp says how much it needs
-        raise RuntimeError('llama_detokenize failed')
+        return self._c.detokenize(tokens, special)
 
     def _check_ids(self, tokens: Sequence[int]) -> None:
         # llama.cpp aborts the process on an id outside the vocabulary
-        bad = [t for t in tokens if not 0 <= t < self._n_vocab]
+        bad = [t for t in tokens if not 0 <= t < self._c.n_vocab]
         if bad:
             raise ValueError(f'token ids {bad[:5]} are not in the vocabulary of '
-                             f'{self._n_vocab} tokens')
+                             f'{self._c.n_vocab} tokens')
 
     def close(self) -> None:
         """Free the llama context and the model now, not when the interpreter finalizes."""
         with self._lock:
             if self.llm is not None:
                 self._owner = None
-                self._ctx = self._batch = None
-                self.llm.close()
+                self._c.close()
                 self.llm = None
 
     # ---- the cache -----------------------------------------------------------------------
@@ -249,9 +228,34 @@ class LlamaCppBackend(LogitsBackend):
         del cache.tokens[length:]
         cache.batched = min(cache.batched, length)
         if self._owns(cache):
-            self._ctx.kv_cache_seq_rm(0, length, -1)
+            self._c.cut(length)
         elif length == 0:
             cache.saved = None  # an evicted handle is cut when it is restored
+
+    @_locked
+    def cache_state(self, cache: LlamaCppCache, length: int) -> Optional[bytes]:
+        """Return a copy of ``cache``'s positions as llama.cpp's sequence state bytes."""
+        if not cache.tokens or length != len(cache.tokens):
+            return None  # a sequence state is saved whole
+        data = self._c.save_sequence() if self._owns(cache) else cache.saved
+        return bytes(data)
+
+    @_locked
+    def restore_cache(self, data: bytes, length: int) -> LlamaCppCache:
+        """Return a new cache holding ``length`` positions from ``cache_state`` bytes."""
+        cache = LlamaCppCache()
+        self._claim(cache)
+        if not self._c.load_sequence(data):
+            raise ValueError('llama.cpp refused the saved state (another model or context '
+                             'layout)')
+        cache.tokens = [0] * length  # the caller's keys say which; only the count is used
+        cache.batched = length
+        self._c.cut(length)
+        return cache
+
+    def evaluated(self) -> int:
+        """Return how many positions the model has run on this context (all caches)."""
+        return self._c.evaluated()
 
     def _owns(self, cache: LlamaCppCache) -> bool:
         return self._owner is not None and self._owner() is cache
@@ -262,23 +266,16 @@ class LlamaCppBackend(LogitsBackend):
             return
         owner = self._owner() if self._owner is not None else None
         if owner is not None and owner.tokens:
-            owner.saved = self._save()
-        self._ctx.kv_cache_seq_rm(0, 0, -1)
+            owner.saved = self._c.save_sequence()
+        self._c.cut(0)
         if cache.tokens:
             if cache.saved is None:
                 raise RuntimeError('llama_cpp cache handle lost its state')  # internal invariant
-            if not self._lib.llama_state_seq_set_data(self._ctx.ctx, cache.saved,
-                                                      len(cache.saved), 0):
+            if not self._c.load_sequence(cache.saved):
                 raise RuntimeError('llama.cpp could not restore a saved KV cache')
-            self._ctx.kv_cache_seq_rm(0, len(cache.tokens), -1)  # it may be cropped since
+            self._c.cut(len(cache.tokens))  # it may be cropped since
         cache.saved = None
         self._owner = weakref.ref(cache)
-
-    def _save(self) -> ctypes.Array:
-        size = self._lib.llama_state_seq_get_size(self._ctx.ctx, 0)
-        buf = (ctypes.c_uint8 * size)()
-        self._lib.llama_state_seq_get_data(self._ctx.ctx, buf, size, 0)
-        return buf
 
     # ---- running the model ---------------------------------------------------------------
     @_locked
@@ -291,24 +288,25 @@ class LlamaCppBackend(LogitsBackend):
         if not tokens:
             raise ValueError('nothing to prefill')
         self._position(cache, start, len(tokens))
-        # decode-step positions are run again in this batch (see the module docstring)
-        begin = cache.batched
-        if start - begin + len(tokens) == 1 and begin > 0:
-            begin -= 1  # never a lone token: batch it with the one before
-        tokens = cache.tokens[begin:] + tokens
-        self.crop(cache, begin)
-        for chunk in _chunks(tokens, self._n_batch):
+        if self.bit_exact:
+            # decode-step positions are run again in this batch (see the module docstring)
+            begin = cache.batched
+            if start - begin + len(tokens) == 1 and begin > 0:
+                begin -= 1  # never a lone token: batch it with the one before
+            tokens = cache.tokens[begin:] + tokens
+            self.crop(cache, begin)
+        for chunk in _chunks(tokens, self._c.n_batch):
             self._run(chunk, cache)
         if len(tokens) > 1:
             cache.batched = len(cache.tokens)
-        return self._last_logits()
+        return self._c.logits()
 
     @_locked
     def decode_step(self, token: int, cache: LlamaCppCache, pos: int) -> np.ndarray:
         """Run one token at position ``pos``; return its logits (V,)."""
         self._position(cache, pos, 1)
         self._run([int(token)], cache)
-        return self._last_logits()
+        return self._c.logits()
 
     def _position(self, cache: LlamaCppCache, start: int, count: int) -> None:
         # the caller's record of the cache decides; a shorter record (an aborted step) wins
@@ -323,14 +321,8 @@ class LlamaCppBackend(LogitsBackend):
                              f'{self.config.max_context_len}; wrap the chat or raise n_ctx')
 
     def _run(self, tokens: List[int], cache: LlamaCppCache) -> None:
-        self._batch.set_batch(tokens, len(cache.tokens), False)  # logits of the last only
-        self._ctx.decode(self._batch)
+        self._c.decode(tokens, len(cache.tokens))
         cache.tokens.extend(tokens)
-
-    def _last_logits(self) -> np.ndarray:
-        ptr = self._lib.llama_get_logits_ith(self._ctx.ctx, -1)
-        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))  # (V,) view of llama's buffer
-        return logits.copy()  # (V,) float32
 
 
 def _chunks(tokens: List[int], size: int) -> Iterator[List[int]]:

@@ -18,7 +18,7 @@ The embedded SmolLM2 runs once through transformers (``hf``, float weights) and 
 llama.cpp (``llama_cpp``, the Q4_1 GGUF as is). Their greedy replies differ from each other
 (different weights); each backend must agree with itself: a cached multi-turn chat, after
 pop/remove/wrap/reset, replies exactly as recomputing the whole chat from an empty cache, and
-its cache predicts the same logits as a fresh prefill.
+its cache predicts the same logits as a fresh prefill, within the tolerance stated below.
 """
 
 from chat_helpers import assert_logits_exact, chat, PROMPTS, recompute, reply, stop_after, \
@@ -26,10 +26,13 @@ from chat_helpers import assert_logits_exact, chat, PROMPTS, recompute, reply, s
 import pytest
 from ros2_nano_llm import ChatHistory, NanoLLM
 
-# float32 transformers agrees with itself to ~1e-5 across batch shapes. llama.cpp is bit-exact:
-# its backend re-batches positions that decode steps computed (a lone token comes out ~0.5
-# different on logits of ~30). A stale or misplaced position changes logits by O(1).
-TOLERANCE = {'hf': {'atol': 1e-3, 'rtol': 1e-4}, 'llama_cpp': {'atol': 0.0, 'rtol': 0.0}}
+# float32 transformers agrees with itself to ~1e-5 across batch shapes. llama.cpp keeps the
+# positions a reply decoded one at a time, and a lone token comes out up to ~0.8 different
+# from the same token in a batch (logits of ~30; measured 0.54-0.80 over six turns), so its
+# cached chat agrees with a recompute within 1.5. A stale or misplaced position changes logits
+# by far more (and the argmax is checked too). bit_exact=True is checked bit for bit in
+# test_backend_llama_cpp.py.
+TOLERANCE = {'hf': {'atol': 1e-3, 'rtol': 1e-4}, 'llama_cpp': {'atol': 1.5, 'rtol': 0.0}}
 
 
 @pytest.fixture(scope='module', params=['hf', 'llama_cpp'])
@@ -38,8 +41,30 @@ def model(request):
     yield request.getfixturevalue('smollm2' if request.param == 'hf' else 'smollm2_llama_cpp')
 
 
-def test_turns_cached_equal_recompute(model):
+@pytest.fixture(scope='module', params=['hf', 'llama_cpp'])
+def exact_model(request):
+    """Yield the embedded SmolLM2 on hf and on llama_cpp with ``bit_exact=True``."""
+    if request.param == 'hf':
+        yield request.getfixturevalue('smollm2')
+        return
+    pytest.importorskip('llama_cpp', reason='llama-cpp-python is not installed')
+    m = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=2048,
+                                bit_exact=True)
+    yield m
+    m.close()
+
+
+def test_turns_cached_equal_recompute(exact_model):
+    # by default llama.cpp's greedy replies can fork from a recompute's where two tokens are
+    # nearly tied (this chat forks within 4 turns): the edits below agree; bit_exact always
+    model = exact_model
     history = turns_equal_recompute(model, 4)
+    exact = {'atol': 0.0, 'rtol': 0.0}
+    assert_logits_exact(model, history, **(TOLERANCE['hf'] if model.api == 'hf' else exact))
+
+
+def test_turns_cached_within_tolerance(model):
+    history, _ = chat(model, 4)
     assert_logits_exact(model, history, **TOLERANCE[model.api])
 
 
@@ -105,7 +130,8 @@ def test_interleaved_chats_equal_separate_chats(model):
     assert_logits_exact(model, a, **TOLERANCE[model.api])
 
 
-def test_stopped_reply_leaves_cache_exact(model):
+def test_stopped_reply_leaves_cache_exact(exact_model):
+    model = exact_model
     history, _ = chat(model, 1)
     history.append('user', PROMPTS[1])
     new, _ = history.embed_chat()

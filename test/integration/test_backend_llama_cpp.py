@@ -104,8 +104,8 @@ def test_crop_then_prefill_equals_fresh_prefill(llama):
     assert np.array_equal(cached, fresh)
 
 
-def test_decode_steps_then_prefill_equal_one_prefill(llama):
-    """Positions a reply decoded one by one are re-batched, so a recompute matches bit for bit."""
+def test_next_prefill_runs_only_new_tokens(llama):
+    """The positions a reply decoded stay: the next prefill runs its own tokens only."""
     backend = llama.backend
     tokens = backend.tokenize(CHAT, special=True)
     reply = backend.tokenize('Four.', special=True)
@@ -113,11 +113,45 @@ def test_decode_steps_then_prefill_equal_one_prefill(llama):
     for i, t in enumerate(reply):
         backend.decode_step(t, state, len(tokens) + i)
     tail = backend.tokenize('<|im_end|>\n', special=True)
+    before = backend.evaluated()
     cached, _ = run(backend, tail, state, len(tokens) + len(reply))
+    assert backend.evaluated() - before == len(tail)
+    fresh, _ = run(backend, tokens + reply + tail)
+    # a lone decode step differs from a batched position by < 1.5 on logits of ~30
+    np.testing.assert_allclose(cached, fresh, atol=1.5, rtol=0)
+    assert int(cached.argmax()) == int(fresh.argmax())
+
+
+def test_bit_exact_option_rebatches_decoded_positions():
+    """bit_exact=True: decoded positions run again with the next prefill, bit for bit."""
+    model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=512,
+                                    bit_exact=True)
+    backend = model.backend
+    tokens = backend.tokenize(CHAT, special=True)
+    reply = backend.tokenize('Four.', special=True)
+    _, state = run(backend, tokens)
+    for i, t in enumerate(reply):
+        backend.decode_step(t, state, len(tokens) + i)
+    tail = backend.tokenize('<|im_end|>\n', special=True)
+    before = backend.evaluated()
+    cached, _ = run(backend, tail, state, len(tokens) + len(reply))
+    assert backend.evaluated() - before == len(reply) + len(tail)  # what it costs
     fresh, _ = run(backend, tokens + reply + tail)
     assert np.array_equal(cached, fresh)
     one, _ = run(backend, tail[:1], state, len(tokens) + len(reply))  # a lone token is batched too
     assert np.array_equal(one, run(backend, tokens + reply + tail[:1])[0])
+    model.close()
+
+
+def test_context_is_the_trained_one_capped_by_max_context_len(smollm2):
+    """api='llama_cpp' and api='hf' give the same model the same context."""
+    model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=1)
+    assert model.config.max_context_len == smollm2.config.max_context_len == 8192
+    model.close()
+    model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=1,
+                                    max_context_len=1024)
+    assert model.config.max_context_len == 1024
+    model.close()
 
 
 def test_caches_switching_on_one_context_stay_separate(llama):

@@ -1,0 +1,139 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The one adapter over llama-cpp-python's low-level calls.
+
+``llama_cpp.Llama`` loads the model and the context and owns their lifetime; everything
+the backend does on them goes through :class:`LlamaContext`, which calls llama.cpp's C API
+(``llama_decode``, ``llama_memory_seq_rm``, ``llama_state_seq_*``, ``llama_get_logits_ith``)
+on the raw pointers. The pointers are read from the ``Llama`` object here and nowhere else,
+so a llama-cpp-python release that renames its private attributes breaks one constructor.
+"""
+
+import ctypes
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+SEQ = 0  # the one llama.cpp sequence this project uses per context
+
+
+class LlamaContext:
+    """Decode batches, read logits, cut positions and move sequence state on one context."""
+
+    def __init__(self, llm: Any):
+        import llama_cpp
+        self._lib = llama_cpp
+        self.llm = llm
+        # the only place llama-cpp-python's private attributes are read
+        self.ctx = llm._ctx.ctx          # llama_context *
+        self.model = llm._model.model    # llama_model *
+        self.vocab = llm._model.vocab    # llama_vocab *
+        self.n_batch = int(llm.n_batch)
+        self.n_ctx = int(llm.n_ctx())
+        self.n_vocab = int(llm.n_vocab())
+        self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.model))
+        self._memory = llama_cpp.llama_get_memory(self.ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+
+    def end_ids(self) -> List[int]:
+        """Return the end-of-sequence and end-of-turn token ids (once each)."""
+        ids = [self._lib.llama_vocab_eos(self.vocab), self._lib.llama_vocab_eot(self.vocab)]
+        return list(dict.fromkeys(int(t) for t in ids if t >= 0))
+
+    def bos_id(self) -> Optional[int]:
+        """Return the begin-of-sequence token id, or None."""
+        bos = self._lib.llama_vocab_bos(self.vocab)
+        return int(bos) if bos >= 0 else None
+
+    def decode(self, tokens: Sequence[int], start: int) -> None:
+        """Run ``tokens`` (at most ``n_batch``) at positions ``start..``; logits of the last."""
+        batch, n = self._batch, len(tokens)
+        assert 0 < n <= self.n_batch, n  # the backend splits into batches
+        batch.n_tokens = n
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = SEQ
+            batch.logits[i] = False
+        batch.logits[n - 1] = True
+        code = self._lib.llama_decode(self.ctx, batch)
+        if code != 0:
+            raise RuntimeError(f'llama_decode returned {code} (1: no room in the KV cache, '
+                               '2: aborted, < 0: error)')
+
+    def evaluated(self) -> int:
+        """Return how many positions this context has run so far (llama.cpp's counters)."""
+        perf = self._lib.llama_perf_context(self.ctx)
+        return int(perf.n_p_eval) + int(perf.n_eval)
+
+    def logits(self) -> np.ndarray:
+        """Return a copy of the last decoded position's scores (V,) float32."""
+        ptr = self._lib.llama_get_logits_ith(self.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()  # (V,)
+
+    def cut(self, start: int) -> None:
+        """Drop the sequence's positions from ``start`` on (0: all of them)."""
+        self._lib.llama_memory_seq_rm(self._memory, SEQ, int(start), -1)
+
+    def save_sequence(self) -> ctypes.Array:
+        """Return the sequence's state (its KV cells) as a new byte buffer."""
+        size = self._lib.llama_state_seq_get_size(self.ctx, SEQ)
+        buf = (ctypes.c_uint8 * size)()
+        written = self._lib.llama_state_seq_get_data(self.ctx, buf, size, SEQ)
+        if written != size:
+            raise RuntimeError(f'llama.cpp wrote {written} of {size} state bytes')
+        return buf
+
+    def load_sequence(self, data: Any) -> bool:
+        """Replace the sequence with saved state ``data``; False when llama.cpp refuses it."""
+        self.cut(0)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        ok = self._lib.llama_state_seq_set_data(self.ctx, data, len(data), SEQ) != 0
+        if not ok:
+            self.cut(0)  # never leave half a state behind
+        return ok
+
+    def token_piece(self, token: int, special: bool) -> bytes:
+        """Return the bytes of one token."""
+        size = 64
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = self._lib.llama_token_to_piece(self.vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n  # too small: llama.cpp says how much it needs
+        raise RuntimeError('llama_token_to_piece failed')
+
+    def detokenize(self, tokens: Sequence[int], special: bool) -> bytes:
+        """Return the bytes of ``tokens`` as llama.cpp joins them."""
+        ids = (self._lib.llama_token * len(tokens))(*tokens)
+        size = 8 * len(tokens) + 16
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = self._lib.llama_detokenize(self.vocab, ids, len(tokens), buf, size, False,
+                                           special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n + 1  # too small: llama.cpp says how much it needs
+        raise RuntimeError('llama_detokenize failed')
+
+    def close(self) -> None:
+        """Free the batch, then the context and model (``Llama.close``)."""
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        self.llm.close()
