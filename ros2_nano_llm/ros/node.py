@@ -144,8 +144,8 @@ class ChatLifecycleNode(LifecycleNode):
         self._pub_reply: Optional[LifecyclePublisher] = None
         self._pub_calls: Optional[LifecyclePublisher] = None
         self._generate: Optional[GenerateAction] = None  # ~/generate, activate to cleanup
-        self._subscriptions: List[Any] = []  # they exist while active
-        self._services: List[Any] = []
+        self._active_subscriptions: List[Any] = []  # they exist while active
+        self._active_services: List[Any] = []
         self._stats: Dict[str, float] = {}
         self._stats_turn = 0
         self._last_error = ''
@@ -265,14 +265,14 @@ class ChatLifecycleNode(LifecycleNode):
         # take prompts before the subscription exists: a client that sees it may publish at
         # once, before this transition ends (the publishers are already active)
         self._worker.resume()
-        self._subscriptions = [
+        self._active_subscriptions = [
             self.create_subscription(String, ifc.INPUT_TEXT, self._on_text, ifc.PROMPT_QOS,
                                      callback_group=self._input_group),
             self.create_subscription(Image, ifc.INPUT_IMAGE, self._on_image, ifc.IMAGE_QOS,
                                      callback_group=images),
             self.create_subscription(CompressedImage, ifc.INPUT_IMAGE_COMPRESSED,
                                      self._on_image, ifc.IMAGE_QOS, callback_group=images)]
-        self._services = [
+        self._active_services = [
             self.create_service(Trigger, ifc.RESET, self._on_reset, callback_group=services),
             self.create_service(Trigger, ifc.STOP, self._on_stop, callback_group=services),
             self.create_service(GetHistory, ifc.GET_HISTORY, self._on_get_history,
@@ -329,11 +329,11 @@ class ChatLifecycleNode(LifecycleNode):
             self._worker.pause()
             if not self._worker.wait_idle(WAIT_S):
                 self.get_logger().warning(f'the reply did not stop within {WAIT_S:g} s')
-        for subscription in self._subscriptions:
+        for subscription in self._active_subscriptions:
             self.destroy_subscription(subscription)
-        for service in self._services:
+        for service in self._active_services:
             self.destroy_service(service)
-        self._subscriptions, self._services = [], []
+        self._active_subscriptions, self._active_services = [], []
         if self._generate is not None and not self._generate.wait_ended(WAIT_S):
             self.get_logger().warning(f'a ~/generate goal did not end within {WAIT_S:g} s')
 
