@@ -14,7 +14,6 @@
 """Work handed to another thread, with its result in a ``concurrent.futures.Future``."""
 
 from concurrent.futures import Future
-import threading
 from typing import Any, Callable
 
 
@@ -26,15 +25,3 @@ def run_into(future: Future, fn: Callable[[], Any]) -> None:
         future.set_result(fn())
     except BaseException as error:  # noqa: B902 - handed to whoever waits on the Future
         future.set_exception(error)
-
-
-def in_thread(fn: Callable[[], Any], name: str) -> Future:
-    """
-    Run ``fn()`` on a new daemon thread and return its Future.
-
-    For one-off work that must not hold up its caller (the node's model load): a daemon
-    thread, so that work which never ends cannot keep the process from exiting.
-    """
-    future: Future = Future()
-    threading.Thread(target=run_into, args=(future, fn), name=name, daemon=True).start()
-    return future

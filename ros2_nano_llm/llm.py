@@ -15,6 +15,7 @@
 
 import atexit
 from concurrent.futures import Future
+import functools
 import logging
 import queue
 import threading
@@ -41,16 +42,15 @@ InputLike = Union[str, Sequence[int], np.ndarray, Any, Inputs]
 # what the worker thread runs: a reply, or a call of submit() with its Future
 _Work = Union[GenerationJob, Tuple[Callable[[], Any], Future]]
 
-# models still open at interpreter exit are closed first (see close())
-_open_models: 'weakref.WeakSet[NanoLLM]' = weakref.WeakSet()
-
 
 class NanoLLM:
     """
     A loaded language model with the NanoLLM generation API.
 
     One worker thread per model runs, in order, the replies of ``generate()`` and the calls
-    of ``submit()``; it starts with the first of them and ends with ``close()``.
+    of ``submit()``; it starts with the first of them and ends with ``close()``. While it
+    runs, an exit hook of this model's closes it at interpreter exit (nothing is registered
+    at import, and ``close()`` takes the hook back).
     """
 
     def __init__(self, backend: Backend, api: str):
@@ -64,8 +64,8 @@ class NanoLLM:
         self._close_lock = threading.Lock()  # one close() at a time
         self._current: Optional[GenerationJob] = None
         self._closing = False
+        self._exit_hook: Optional[Callable[[], None]] = None  # registered with the worker
         self.grammars = Grammars(backend)  # tool_choice / response_format constraints
-        _open_models.add(self)
 
     def __enter__(self) -> 'NanoLLM':
         return self
@@ -258,6 +258,9 @@ class NanoLLM:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name='nano_llm.generate',
                                                 daemon=True)
+                if self._exit_hook is None:  # this model's own hook, while its worker lives
+                    self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+                    atexit.register(self._exit_hook)
                 self._worker.start()
             self._jobs.put(work)
 
@@ -302,10 +305,12 @@ class NanoLLM:
             if worker is not None:
                 worker.join()  # outside _lock: work still queued may submit (and be refused)
             self._worker = None
+            if self._exit_hook is not None:
+                atexit.unregister(self._exit_hook)
+                self._exit_hook = None
             if self.backend is not None:
                 self.backend.close()
                 self.backend = None
-        _open_models.discard(self)
 
 
 def _is_float_array(value: Any) -> bool:
@@ -313,9 +318,9 @@ def _is_float_array(value: Any) -> bool:
     return 'float' in str(getattr(value, 'dtype', '')) and len(getattr(value, 'shape', ())) >= 1
 
 
-@atexit.register
-def _close_open_models() -> None:
+def _close_at_exit(ref: 'weakref.ReferenceType[NanoLLM]') -> None:
     # a worker still inside llama.cpp or torch while the interpreter finalizes aborts the
-    # process ("terminate called without an active exception"): stop them in order first
-    for model in list(_open_models):
+    # process ("terminate called without an active exception"): stop it in order first
+    model = ref()
+    if model is not None:
         model.close()

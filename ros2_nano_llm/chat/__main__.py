@@ -177,10 +177,11 @@ class StopOnInterrupt:
         return False
 
 
-def run_turn(model, history, entry: str, args: argparse.Namespace, out: Printer) -> None:
+def run_turn(chat, entry: str, args: argparse.Namespace, out: Printer) -> None:
     """Handle one line: a command, an image, or a prompt that gets a reply."""
+    history = chat.history
     if entry in ('/reset', '/clear'):
-        history.reset()
+        chat.reset()
         out('chat reset', 'yellow', end='\n')
         return
     if is_image_path(entry):
@@ -188,23 +189,25 @@ def run_turn(model, history, entry: str, args: argparse.Namespace, out: Printer)
         out(f'image added: {history[-1].describe()}', 'yellow', end='\n')
         return
     with StopOnInterrupt() as interrupt:
-        history.append('user', entry)
-        new, _ = history.embed_chat(wrap_tokens=args.wrap_tokens or None)
-        reply = model.generate(new, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
-                               **settings.from_args(args).sampling())
-        interrupt.reply = reply
-        if args.disable_streaming:
-            out(reply.wait(), args.reply_color)
-        else:
-            for piece in reply:
-                out(piece, args.reply_color)
-        reply.wait()
+        # the session's turn: the prompt is taken back if the reply fails
+        turn = chat.start(entry, settings.from_args(args))
+        reply = interrupt.reply = turn.reply
+        try:
+            if args.disable_streaming:
+                out(reply.wait(), args.reply_color)
+            else:
+                for piece in reply:
+                    out(piece, args.reply_color)
+            reply.wait()
+        finally:
+            chat.finish(turn)
         out('', end='\n\n')
-        history.append('bot', reply)
+        if reply.error is not None:
+            raise RuntimeError(f'the reply failed, the prompt was taken back: {reply.error}')
         if interrupt.interrupted:
             out('(reply stopped)', 'yellow', end='\n')
         if not args.disable_stats:
-            s = model.stats
+            s = chat.model.stats
             out(f"[{s['input_tokens']} in / {s['output_tokens']} out, "
                 f"TTFT {s['time_to_first_token'] * 1000:.0f} ms, "
                 f"prefill {s['prefill_rate']:.0f} tok/s, decode {s['decode_rate']:.1f} tok/s, "
@@ -217,7 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger(__name__).debug('arguments: %s', vars(args))
     from ..llm import NanoLLM
-    from .history import ChatHistory
+    from .session import ChatSession
     out = Printer(not args.no_color)
     try:
         prompts = load_prompts(args.prompt)
@@ -227,28 +230,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'error: {error}', file=sys.stderr)
         return 2
     try:
-        history = ChatHistory(model, chat_template=config.chat_template or None,
-                              system_prompt=config.system_prompt or None,
-                              print_stats=not args.disable_stats)
-    except (ValueError, RuntimeError) as error:
-        model.close()
+        chat = ChatSession.build(model, config, print_stats=not args.disable_stats)
+    except (ValueError, RuntimeError) as error:  # build() closed the model
         print(f'error: {error}', file=sys.stderr)
         return 2
     if args.history:
         from .storage import restore
         try:
-            out(restore(history, args.history).note, 'yellow', end='\n')
+            out(restore(chat.history, args.history).note, 'yellow', end='\n')
         except OSError as error:
-            model.close()
+            chat.close()
             print(f'error: {error}', file=sys.stderr)
             return 2
     try:
-        return chat_loop(model, history, prompts, args, out)
+        return chat_loop(chat, prompts, args, out)
     finally:
-        model.close()  # end the model's worker before the interpreter goes
+        chat.close()  # end the model's worker before the interpreter goes
 
 
-def chat_loop(model, history, prompts: Optional[List[str]], args: argparse.Namespace,
+def chat_loop(chat, prompts: Optional[List[str]], args: argparse.Namespace,
               out: Printer) -> int:
     """Read prompts (scripted or typed) and answer them until the end; return the exit code."""
     lines = iter(prompts) if prompts is not None else None
@@ -272,9 +272,9 @@ def chat_loop(model, history, prompts: Optional[List[str]], args: argparse.Names
         if not entry:
             continue
         try:
-            run_turn(model, history, entry, args, out)
+            run_turn(chat, entry, args, out)
             if args.history:
-                history.save(args.history)
+                chat.history.save(args.history)
         except (ValueError, RuntimeError, OSError) as error:
             out(f'error: {error}', 'red', end='\n')
 

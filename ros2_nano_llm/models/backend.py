@@ -80,6 +80,10 @@ class Backend(abc.ABC):
         raise ValueError(f'{self.config.name} is a text-only model and cannot take images '
                          f"with api='{self.name}'")
 
+    def image_side(self) -> int:
+        """Return the largest side (px) the image encoder works at; 0 when none or unknown."""
+        return 0
+
     def embed_inputs(self, inputs: Inputs) -> Any:
         """Return the input embeddings (T, D) of ``inputs``."""
         raise NotImplementedError(f"api='{self.name}' does not expose input embeddings")

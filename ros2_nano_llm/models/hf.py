@@ -178,6 +178,10 @@ class HFBackend(LogitsBackend):
                 parts.append(seg.to(self.device, self._embed_tokens.weight.dtype))  # (t, D)
         return torch.cat(parts, dim=0)
 
+    def image_side(self) -> int:
+        """Return the largest side (px) the image encoder works at; 0 for a text model."""
+        return self.vision.image_side() if self.vision is not None else 0
+
     def embed_image(self, image: Any) -> torch.Tensor:
         """Encode an image into rows of the language model's embedding space (T, D)."""
         if self.vision is None:

@@ -41,7 +41,9 @@ message, request or parameter ends the process; sizes are bounded before work is
 counted on ``/diagnostics`` and logged at most once per ``DROP_LOG_PERIOD_S``.
 """
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+import enum
 import functools
 import os
 import threading
@@ -59,6 +61,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from . import diagnostics
 from . import interfaces as ifc
 from . import params
 from . import persistence
@@ -68,7 +71,6 @@ from .ros_bridge import RosServiceFunctions
 from .signals import ShutdownSignals
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
 from ..functions import execute, FunctionRegistry, parse_json_call
-from ..futures import in_thread
 from ..msg import FunctionCall as FunctionCallMsg, StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
 from ..vision.convert import shrink_to
@@ -76,21 +78,31 @@ from ..vision.convert import shrink_to
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 WAIT_S = 10.0            # bound on waits for the worker inside callbacks
-DROP_LOG_PERIOD_S = 5.0  # dropped prompts/frames and failed callbacks: one log line per period
 MAX_PROMPT_CHARS = 1 << 20    # a longer prompt is dropped before it is tokenized
 MAX_CALL_NAME_CHARS = 256     # ~/call_function: longest function name taken
 MAX_CALL_ARGS_CHARS = 1 << 16  # ... and longest args_json
 MAX_CALLS_RUNNING = 16        # ~/call_function calls in progress at once; more are refused
 KEEP_FRAME_FACTOR = 2  # frames are kept at most this many times the encoder's input side
 FINALIZED_EXIT_S = 0.2  # after the shutdown transition: time to answer it, then exit
+LEVELS = {'OK': ifc.DiagnosticStatus.OK, 'WARN': ifc.DiagnosticStatus.WARN,
+          'ERROR': ifc.DiagnosticStatus.ERROR}
 
 
-def _edge(what: str) -> Callable:
+class Report(enum.Enum):
+    """How a callback says that it failed: its kind, declared where it is decorated."""
+
+    LOG = 'log'              # a subscription or a timer: the log line only
+    MESSAGE = 'message'      # a service response with ``success`` and ``message``
+    RESULT = 'result'        # a service response with ``success`` and ``result``
+    PARAMETERS = 'parameters'  # a parameter callback: the change is refused
+
+
+def _edge(what: str, report: Report = Report.LOG) -> Callable:
     """
     Decorate a callback so that no exception leaves it: catch, log and report.
 
-    A service's response gets ``success=False`` and the reason (``message`` or
-    ``result``); a parameter callback refuses the change; others return None.
+    ``report`` says how: a service's response gets ``success=False`` and the reason, a
+    parameter callback refuses the change, others return None.
     """
     def decorate(callback: Callable) -> Callable:
         @functools.wraps(callback)
@@ -98,52 +110,23 @@ def _edge(what: str) -> Callable:
             try:
                 return callback(self, *args)
             except Exception as error:  # noqa: BLE001 - the callback's edge: report, go on
-                reason = self._callback_failed(what, error)
-                if len(args) == 2 and hasattr(args[1], 'success'):  # a service response
-                    return _failed_response(args[1], reason)
-                if what == 'parameter change':
+                reason = self._incidents.failed(what, error)
+                if report is Report.PARAMETERS:
                     return SetParametersResult(successful=False, reason=reason)
+                if report is not Report.LOG:  # (request, response)
+                    return _failed_response(args[1], reason, report)
                 return None
         return guarded
     return decorate
 
 
-def _failed_response(response: Any, reason: str) -> Any:
+def _failed_response(response: Any, reason: str, report: Report = Report.MESSAGE) -> Any:
     response.success = False
-    if hasattr(response, 'result'):
+    if report is Report.RESULT:
         response.result = f'error: {reason}'
-    elif hasattr(response, 'message'):
+    else:
         response.message = reason
     return response
-
-
-class _Throttle:
-    """Counts events of one kind and says when a log line about them is due."""
-
-    def __init__(self, period: float):
-        self.period = period
-        self.count = 0          # events for the life of the node
-        self._pending = 0       # events since the last log line
-        self._last = -float('inf')
-        self._lock = threading.Lock()
-
-    def event(self, now: float) -> Optional[int]:
-        """Count one event; return how many went unlogged before it if a line is due, else None."""
-        with self._lock:
-            self.count += 1
-            if now - self._last < self.period:
-                self._pending += 1
-                return None
-            skipped, self._pending, self._last = self._pending, 0, now
-            return skipped
-
-    def flush(self, now: float) -> int:
-        """Return (and forget) the unlogged events once a period has passed since the last line."""
-        with self._lock:
-            if not self._pending or now - self._last < self.period:
-                return 0
-            pending, self._pending, self._last = self._pending, 0, now
-            return pending
 
 
 class ChatLifecycleNode(LifecycleNode):
@@ -162,24 +145,24 @@ class ChatLifecycleNode(LifecycleNode):
         self._pub_reply: Optional[LifecyclePublisher] = None
         self._pub_calls: Optional[LifecyclePublisher] = None
         self._generate: Optional[GenerateAction] = None  # ~/generate, activate to cleanup
-        self._live: List[Any] = []  # subscriptions and services that exist while active
+        self._active_subscriptions: List[Any] = []  # they exist while active
+        self._active_services: List[Any] = []
         self._stats: Dict[str, float] = {}
         self._stats_turn = 0
         self._last_error = ''
         self._vision_note_logged = False
         # turn ids keep increasing for the life of the process (clients key replies on them)
         self._turn_ids = TurnIds()
-        self._turn_id = 0
-        self._drops = {'prompts': 0, 'frames': 0}  # for the life of the node
-        self._drop_logs: Dict[str, _Throttle] = {}  # one per reason: a flood logs one line
-        self._lock = threading.Lock()
         self._calls_running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
-        self._failures = _Throttle(DROP_LOG_PERIOD_S)
+        # the node's one thread pool (concurrent.futures): the model load, ~/call_function
+        # calls and the history_file writes; the chat itself runs on the model's worker
+        self._pool = ThreadPoolExecutor(MAX_CALLS_RUNNING + 2, thread_name_prefix='nano_llm')
         self._frame_side = 0  # frames are shrunk to KEEP_FRAME_FACTOR x this (0: as they are)
         # done once the node is finalized (the shutdown transition): main() then exits
         self.finalized = RclFuture()
         self._exit_timer = None
         super().__init__(node_name, **kwargs)
+        self._incidents = diagnostics.Incidents(self.get_logger())
         # The lifecycle and parameter services share the node's default (mutually exclusive)
         # group: a transition and a parameter change never run at the same time.
         self._lifecycle_group = self.default_callback_group
@@ -227,12 +210,11 @@ class ChatLifecycleNode(LifecycleNode):
         if problem:
             self._unload_functions()
             return self._configure_failed(problem, "tool_choice 'auto'")
-        chat_file = persistence.ChatFile(config.history_file, log) \
+        chat_file = persistence.ChatFile(config.history_file, log, self._pool) \
             if config.history_file else None
         # loaded off the executor; from then on the chat's work runs on the model's worker
-        future = in_thread(lambda: persistence.open_session(
-            lambda: ChatSession.load(config, self._frames, functions), chat_file),
-            name='nano_llm.load')
+        future = self._pool.submit(persistence.open_session, lambda: ChatSession.load(
+            config, self._frames, functions, self._turn_ids), chat_file)
         try:
             session = future.result(timeout=config.load_timeout)
         except FutureTimeout:
@@ -243,12 +225,11 @@ class ChatLifecycleNode(LifecycleNode):
         except Exception as error:  # noqa: BLE001 - every load error means FAILURE + reason
             self._unload_functions()
             return self._configure_failed(f'{type(error).__name__}: {error}')
-        worker = ChatWorker(session, self, lambda: self._config, log, self._turn_ids)
+        worker = ChatWorker(session, self, lambda: self._config, log)
         self._worker, self._session, self._functions = worker, session, functions
         self._chat_file = chat_file
         if chat_file is not None:  # a restored chat goes on after its last saved turn
             self._turn_ids.skip_past(chat_file.turn_id)
-            worker.turn_id = chat_file.turn_id
         self._pub_tokens = self.create_lifecycle_publisher(
             String, ifc.OUTPUT_TOKENS, ifc.STREAM_QOS)
         self._pub_stream = self.create_lifecycle_publisher(
@@ -285,13 +266,14 @@ class ChatLifecycleNode(LifecycleNode):
         # take prompts before the subscription exists: a client that sees it may publish at
         # once, before this transition ends (the publishers are already active)
         self._worker.resume()
-        self._live = [
+        self._active_subscriptions = [
             self.create_subscription(String, ifc.INPUT_TEXT, self._on_text, ifc.PROMPT_QOS,
                                      callback_group=self._input_group),
             self.create_subscription(Image, ifc.INPUT_IMAGE, self._on_image, ifc.IMAGE_QOS,
                                      callback_group=images),
             self.create_subscription(CompressedImage, ifc.INPUT_IMAGE_COMPRESSED,
-                                     self._on_image, ifc.IMAGE_QOS, callback_group=images),
+                                     self._on_image, ifc.IMAGE_QOS, callback_group=images)]
+        self._active_services = [
             self.create_service(Trigger, ifc.RESET, self._on_reset, callback_group=services),
             self.create_service(Trigger, ifc.STOP, self._on_stop, callback_group=services),
             self.create_service(GetHistory, ifc.GET_HISTORY, self._on_get_history,
@@ -348,12 +330,11 @@ class ChatLifecycleNode(LifecycleNode):
             self._worker.pause()
             if not self._worker.wait_idle(WAIT_S):
                 self.get_logger().warning(f'the reply did not stop within {WAIT_S:g} s')
-        for entity in self._live:
-            if hasattr(entity, 'srv_type'):
-                self.destroy_service(entity)
-            else:
-                self.destroy_subscription(entity)
-        self._live = []
+        for subscription in self._active_subscriptions:
+            self.destroy_subscription(subscription)
+        for service in self._active_services:
+            self.destroy_service(service)
+        self._active_subscriptions, self._active_services = [], []
         if self._generate is not None and not self._generate.wait_ended(WAIT_S):
             self.get_logger().warning(f'a ~/generate goal did not end within {WAIT_S:g} s')
 
@@ -387,41 +368,6 @@ class ChatLifecycleNode(LifecycleNode):
         self.get_logger().info('autostart: configure and activate')
         if self.trigger_configure() == SUCCESS:
             self.trigger_activate()
-
-    def _callback_failed(self, what: str, error: BaseException) -> str:
-        """Log a failed callback (throttled) and return the reason for its caller."""
-        reason = f'{what} failed: {type(error).__name__}: {str(error)[:300]}'
-        skipped = self._failures.event(time.monotonic())
-        if skipped is not None:
-            more = f' ({skipped} more failures since the last line)' if skipped else ''
-            self.get_logger().error(f'{reason}; the node goes on{more}')
-        return reason
-
-    def _dropped(self, kind: str, reason: str, line: str) -> None:
-        """
-        Count a dropped prompt or frame; log ``line`` unless one was logged for ``reason`` lately.
-
-        Returns nothing; the counts are on /diagnostics (``prompts_dropped``, ``frames_dropped``).
-        """
-        with self._lock:
-            self._drops[kind] += 1
-            throttle = self._drop_logs.setdefault(reason, _Throttle(DROP_LOG_PERIOD_S))
-        skipped = throttle.event(time.monotonic())
-        if skipped is not None:
-            more = f' ({skipped} more dropped for this reason since the last line)' \
-                if skipped else ''
-            self.get_logger().warning(line + more)
-
-    def _flush_drops(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            logs = list(self._drop_logs.items())
-        for reason, throttle in logs:
-            pending = throttle.flush(now)
-            if pending:
-                self.get_logger().warning(
-                    f'{pending} more dropped in the last {DROP_LOG_PERIOD_S:g} s ({reason}); '
-                    'the counts are on /diagnostics')
 
     # ---- bot functions ----------------------------------------------------------------
     def _load_functions(self, config: params.NodeConfig) -> Optional[List[Any]]:
@@ -467,13 +413,14 @@ class ChatLifecycleNode(LifecycleNode):
         # a coroutine: the call runs on a helper thread and no executor thread waits for it
         if not self._calls_running.acquire(blocking=False):
             return _failed_response(response, f'{MAX_CALLS_RUNNING} calls are in progress '
-                                    'already; call again when one has ended')
+                                    'already; call again when one has ended', Report.RESULT)
         try:
             response.result = await self._off_executor(
                 lambda: self._call_function(request.name, request.args_json))
             response.success = not response.result.startswith('error:')
         except Exception as error:  # noqa: BLE001 - the callback's edge: report, go on
-            _failed_response(response, self._callback_failed('~/call_function', error))
+            _failed_response(response, self._incidents.failed('~/call_function', error),
+                             Report.RESULT)
         finally:
             self._calls_running.release()
         args = request.args_json.strip() or '{}'
@@ -504,18 +451,12 @@ class ChatLifecycleNode(LifecycleNode):
         return execute(call, functions)
 
     async def _off_executor(self, work: Callable[[], Any]) -> Any:
-        """Run ``work`` on a helper thread; await its result without holding an executor thread."""
-        future = RclFuture(executor=self.executor)
+        """Run ``work`` on the node's pool; await its result without holding an executor thread."""
+        done = RclFuture(executor=self.executor)
         # a done callback makes the executor wake up (and resume the awaiting coroutine)
-        future.add_done_callback(lambda _: None)
-
-        def run() -> None:
-            try:
-                future.set_result(work())
-            except BaseException as error:  # noqa: B902 - handed to the awaiting coroutine
-                future.set_exception(error)
-        threading.Thread(target=run, name='nano_llm.call', daemon=True).start()
-        return await future
+        done.add_done_callback(lambda _: None)
+        self._pool.submit(work).add_done_callback(lambda ran: _settle(done, ran))
+        return await done
 
     @_edge('~/list_functions')
     def _on_list_functions(self, request: ListFunctions.Request,
@@ -532,8 +473,9 @@ class ChatLifecycleNode(LifecycleNode):
         text = msg.data
         log = self.get_logger()
         if len(text) > MAX_PROMPT_CHARS:
-            self._dropped('prompts', 'too long', f'prompt dropped: it has {len(text)} '
-                          f'characters, at most {MAX_PROMPT_CHARS} are taken')
+            self._incidents.dropped('prompts', 'too long', f'prompt dropped: it has '
+                                    f'{len(text)} characters, at most {MAX_PROMPT_CHARS} '
+                                    'are taken')
             return
         if not text.strip():
             log.warning('empty prompt ignored: publish some text on '
@@ -549,7 +491,7 @@ class ChatLifecycleNode(LifecycleNode):
             log.info(f'prompt {preview!r}' + (f' ({note})' if note else ''))
         else:
             reason = note.split('(')[0].rstrip(' 0123456789')  # e.g. '... already wait'
-            self._dropped('prompts', reason, f'prompt dropped ({note}): {preview!r}')
+            self._incidents.dropped('prompts', reason, f'prompt dropped ({note}): {preview!r}')
 
     @_edge('a camera frame')
     def _on_image(self, msg: Any) -> None:
@@ -568,13 +510,13 @@ class ChatLifecycleNode(LifecycleNode):
             image = ifc.frame_to_rgb(msg, max_size=config.max_image_size)
         except ValueError as error:
             text = f'{type(msg).__name__} frame dropped: {error}'
-            self._dropped('frames', text[:120], text)
+            self._incidents.dropped('frames', text[:120], text)
             return
         # keep no more pixels than the encoder can use (a 4K frame would be held in full)
         self._frames.put(shrink_to(image, self._frame_side), time.monotonic())
 
     # ---- services ---------------------------------------------------------------------
-    @_edge('~/reset')
+    @_edge('~/reset', Report.MESSAGE)
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
         worker, session = self._worker, self._session
@@ -604,7 +546,7 @@ class ChatLifecycleNode(LifecycleNode):
         self.get_logger().info(response.message)
         return response
 
-    @_edge('~/stop')
+    @_edge('~/stop', Report.MESSAGE)
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:
         worker = self._worker
@@ -635,7 +577,7 @@ class ChatLifecycleNode(LifecycleNode):
         return bridge.interrupt('interrupted by ~/stop before the service answered; the '
                                 'action may not have finished')
 
-    @_edge('~/get_history')
+    @_edge('~/get_history', Report.MESSAGE)
     def _on_get_history(self, request: GetHistory.Request, response: GetHistory.Response
                         ) -> GetHistory.Response:
         session = self._session
@@ -652,7 +594,7 @@ class ChatLifecycleNode(LifecycleNode):
         return response
 
     # ---- parameters -------------------------------------------------------------------
-    @_edge('parameter change')
+    @_edge('parameter change', Report.PARAMETERS)
     def _on_set_parameters(self, changes: List[Any]) -> SetParametersResult:
         state = self.state
         config, reason = params.check_change(self._config, changes, state != 'unconfigured',
@@ -702,7 +644,6 @@ class ChatLifecycleNode(LifecycleNode):
     def piece(self, turn_id: int, index: int, text: str) -> None:
         """Publish one new piece of reply text (the model's worker thread)."""
         stream, tokens = self._pub_stream, self._pub_tokens
-        self._turn_id = turn_id
         if stream is None or tokens is None:
             return  # cleaned up while the reply ended
         self._publish(lambda: (
@@ -714,7 +655,6 @@ class ChatLifecycleNode(LifecycleNode):
                  stats: Optional[Dict[str, float]]) -> None:
         """Publish the end of a turn: the eos piece, the whole reply and the diagnostics."""
         stream, reply = self._pub_stream, self._pub_reply
-        self._turn_id = turn_id
         if stream is None or reply is None:
             return
         stamp = self.get_clock().now().to_msg()
@@ -755,58 +695,27 @@ class ChatLifecycleNode(LifecycleNode):
     def publish_diagnostics(self, generating: Optional[bool] = None) -> None:
         """Publish the node's state and the last reply's figures on /diagnostics."""
         try:
-            self._flush_drops()
+            self._incidents.flush()
             self._publish_diagnostics(generating)
         except Exception as error:  # noqa: B902 - a timer callback must never kill the node
             # cleanup may free the model while this reads it: skip this report, not the node
             self.get_logger().debug(f'diagnostics skipped: {error}')
 
     def _publish_diagnostics(self, generating: Optional[bool]) -> None:
-        state, config, session, worker = self.state, self._config, self._session, self._worker
-        stats = self._stats
-        values: Dict[str, Any] = {
-            'state': state, 'model': config.model,
-            'api': session.model.api if session else config.api,
-            'turn_id': self._turn_id,
-            'generating': bool(worker and worker.busy) if generating is None else generating,
-            'queue_length': worker.queue_length if worker else 0,
-            'prompts_dropped': self._drops['prompts'],
-            'frames_dropped': self._drops['frames'],
-            'callback_failures': self._failures.count,
-            'stats_turn_id': self._stats_turn,
-            'last_ttft_ms': 1000.0 * stats.get('time_to_first_token', float('nan')),
-            'last_prompt_setup_ms': 1000.0 * worker.last_setup_s if worker else float('nan'),
-            'tokens_per_second': stats.get('decode_rate', float('nan')),
-            'prefill_tokens_per_second': stats.get('prefill_rate', float('nan')),
-            'input_tokens': int(stats.get('input_tokens', 0)),
-            'output_tokens': int(stats.get('output_tokens', 0)),
-            'cache_tokens': len(session.history.kv_cache) if session else 0,
-            'context_size': session.model.config.max_context_len if session else 0,
-            'chat_entries': len(session.history) if session else 0,
-            'functions': ', '.join(f.name for f in self._functions or ()),
-            'memory_rss_mb': _rss_mb(),
-        }
-        chat_file = self._chat_file
-        if chat_file is not None:
-            values.update(chat_file.diagnostics())
-        if self._last_error:
-            level, message = ifc.DiagnosticStatus.ERROR, self._last_error
-        elif chat_file is not None and chat_file.warning:
-            level, message = ifc.DiagnosticStatus.WARN, chat_file.warning
-        elif state == 'active':
-            level = ifc.DiagnosticStatus.OK
-            message = 'generating' if values['generating'] else 'idle'
-        else:
-            level, message = ifc.DiagnosticStatus.OK, state
-        name = f'nano_llm: {self.get_fully_qualified_name()}'
-        hardware_id = session.model.name if session else ''
+        session = self._session
+        level, values, message = diagnostics.report(
+            self.state, self._config, session, self._worker, self._functions, self._chat_file,
+            self._incidents, self._stats, self._stats_turn, self._last_error, generating)
         self._pub_diagnostics.publish(ifc.diagnostics(
-            self.get_clock().now().to_msg(), name, hardware_id, level, message, values))
+            self.get_clock().now().to_msg(), f'nano_llm: {self.get_fully_qualified_name()}',
+            session.model.name if session else '', LEVELS[level],
+            message, values))
 
     def release(self) -> None:
-        """Stop the worker and free the model (on exit, whatever the state)."""
+        """Stop the worker, free the model and end the node's pool (on exit, in any state)."""
         self._quiet()
         self._release()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -814,18 +723,18 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else f'{text[:limit - 20]}... ({len(text)} chars)'
 
 
+def _settle(done: RclFuture, ran: Future) -> None:
+    # hand a pool job's outcome to the coroutine that awaits it
+    if ran.exception() is not None:
+        done.set_exception(ran.exception())
+    else:
+        done.set_result(ran.result())
+
+
 def _close_late_session(future: Any) -> None:
     # a load that finished after configure gave up on it: free the model at once
     if future.exception() is None:
         future.result().close()
-
-
-def _rss_mb() -> float:
-    try:
-        with open('/proc/self/statm') as statm:
-            return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
-    except (OSError, ValueError, IndexError):
-        return float('nan')
 
 
 def _quiet_progress_bars() -> None:

@@ -18,13 +18,18 @@ The node's chat on disk (parameter ``history_file``): loaded at configure, saved
 aside (``chat.storage.quarantine``) and the node starts with a new chat and says so.
 ``ChatFile.changed`` is called after every change of the chat (a reply ended, a reset, a
 new system prompt): it takes a snapshot at once (a copy of token lists, well under a
-millisecond for a 2,000-token chat) and hands it to the file's writer thread, which
-encodes it and replaces the file (fsync, rename). The writer is a thread of its own
-because an fsync on a robot's SD card or eMMC can take tens of milliseconds or more, and
-the model's worker thread must be free for the next prompt at once; only the newest snapshot
-waits, so a slow disk never queues up writes. No rclpy here: the node passes its logger.
+millisecond for a 2,000-token chat) and hands it to a writer job on the node's thread pool
+(``concurrent.futures``), which encodes it and replaces the file (fsync, rename). The write
+is off the model's worker thread because an fsync on a robot's SD card or eMMC can take
+tens of milliseconds or more, and that thread must be free for the next prompt at once;
+only the newest snapshot waits and at most one job writes, so a slow disk never queues up
+writes. No rclpy here: the node passes its logger and its pool.
+
+The KV state beside the chat file (issue 20) hooks in at ``restore`` (load it after the
+entries) and ``_write`` (save it after the entries are on disk).
 """
 
+from concurrent.futures import Executor, ThreadPoolExecutor
 import os
 import threading
 import time
@@ -36,7 +41,7 @@ from ..chat import storage
 class ChatFile:
     """One chat's file: restore it, then write the newest snapshot after each change."""
 
-    def __init__(self, path: str, logger: Any):
+    def __init__(self, path: str, logger: Any, pool: Optional[Executor] = None):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.logger = logger
         self.turn_id = 0                  # the last turn id saved in the file
@@ -48,9 +53,12 @@ class ChatFile:
         self.writes = 0
         self._cond = threading.Condition()
         self._pending: Optional[storage.Snapshot] = None
-        self._writing = False
+        self._writing = False   # a writer job is queued or running on the pool
         self._closing = False
-        self._thread: Optional[threading.Thread] = None
+        # the node's pool; alone (tests, benchmarks) the file has a one-thread pool of its own
+        self._own_pool = pool is None
+        self._pool = pool if pool is not None else ThreadPoolExecutor(
+            1, thread_name_prefix='nano_llm.history_file')
 
     def restore(self, history: Any) -> None:
         """
@@ -96,11 +104,9 @@ class ChatFile:
                 if self._closing:
                     return
                 self._pending = snap
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, daemon=True,
-                                                    name='nano_llm.history_file')
-                    self._thread.start()
-                self._cond.notify_all()
+                if not self._writing:
+                    self._writing = True
+                    self._pool.submit(self._write_pending)
         self.last_snapshot_ms = 1000.0 * (time.perf_counter() - start)
 
     def flush(self, timeout: float) -> bool:
@@ -110,15 +116,13 @@ class ChatFile:
                                        timeout)
 
     def close(self, timeout: float) -> bool:
-        """Write what is pending, then end the writer; return False if it did not end."""
+        """Write what is pending, then take no more changes; return False if it did not end."""
         with self._cond:
             self._closing = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        written = self.flush(timeout)
+        if self._own_pool:
+            self._pool.shutdown(wait=False)
+        return written
 
     def diagnostics(self) -> Dict[str, Any]:
         """Return the file's state as /diagnostics values."""
@@ -127,29 +131,32 @@ class ChatFile:
                 'history_snapshot_ms': self.last_snapshot_ms,
                 'history_write_ms': self.last_write_ms}
 
-    def _loop(self) -> None:
+    def _write_pending(self) -> None:
+        # a job on the pool: write the newest snapshot until none is left
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._closing)
                 snap, self._pending = self._pending, None
-                if snap is None:  # closing and nothing left to write
-                    return
-                self._writing = True
-            start = time.perf_counter()
-            try:
-                storage.write(snap, self.path)
-            except (OSError, ValueError) as error:
-                self._failed(f"chat not saved to '{self.path}': {error}")
-            else:
-                self.last_write_ms = 1000.0 * (time.perf_counter() - start)
-                self.writes += 1
-                self._write_error = ''
-                self.status = (f"saved {len(snap.doc['entries'])} entries, turn "
-                               f"{snap.doc['extra'].get('turn_id', 0)}")
-            finally:
-                with self._cond:
+                if snap is None:
                     self._writing = False
                     self._cond.notify_all()
+                    return
+            try:
+                self._write(snap)
+            except Exception as error:  # noqa: BLE001 - the writer must never end silently
+                self._failed(f"chat not saved to '{self.path}': {type(error).__name__}: {error}")
+
+    def _write(self, snap: storage.Snapshot) -> None:
+        start = time.perf_counter()
+        try:
+            storage.write(snap, self.path)
+        except (OSError, ValueError) as error:
+            self._failed(f"chat not saved to '{self.path}': {error}")
+        else:
+            self.last_write_ms = 1000.0 * (time.perf_counter() - start)
+            self.writes += 1
+            self._write_error = ''
+            self.status = (f"saved {len(snap.doc['entries'])} entries, turn "
+                           f"{snap.doc['extra'].get('turn_id', 0)}")
 
     def _failed(self, text: str) -> None:
         self._write_error = self.status = text

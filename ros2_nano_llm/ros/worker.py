@@ -14,11 +14,11 @@
 """
 The node's chat and the work it does on the model's worker thread (no rclpy here).
 
-``ChatSession`` is one model and its persistent ``ChatHistory``, and knows how one prompt
-becomes one reply. ``ChatWorker`` runs, in order and on the model's one worker thread, the
-chat changes (reset, a new system prompt) and the replies to prompts: ROS callbacks only
-queue work and return, and each piece of a reply goes to a sink (the node, which
-publishes) from that thread as it decodes.
+``ChatSession`` is the library's chat session (``chat.session``: the turn, its undo, the
+room math, the turn ids) with the node's newest camera frame for a prompt. ``ChatWorker``
+runs, in order and on the model's one worker thread, the chat changes (reset, a new system
+prompt) and the replies to prompts: ROS callbacks only queue work and return, and each
+piece of a reply goes to a sink (the node, which publishes) from that thread as it decodes.
 """
 
 from collections import deque
@@ -26,17 +26,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
 from .params import NodeConfig
-from ..functions.registry import FunctionRegistry
+from ..chat import session
+from ..chat.session import PromptRejected, Turn, TurnIds
 from ..futures import run_into
 
-
-class PromptRejected(ValueError):
-    """A prompt the chat cannot take (empty, too long, ...); the history is unchanged."""
+__all__ = ['ChatSession', 'ChatWorker', 'LatestFrame', 'Outcome', 'Prompt', 'PromptRejected',
+           'TurnIds']
 
 
 @dataclass
@@ -137,242 +137,59 @@ class Sink(Protocol):
         """Take one function call that really ran during the reply (a FunctionCall record)."""
 
 
-# Room checks of the settings (see ChatSession.room_problem).
-TEMPLATE_MARGIN = 16   # tokens of template markup around the system prompt, at most
-MIN_CHAT_SHARE = 4     # the system prompt leaves at least 1/4 of the chat limit for turns
+class ChatSession(session.ChatSession):
+    """The node's chat session: the library's, with the newest camera frame for a prompt."""
 
-
-class ChatSession:
-    """
-    One loaded model and its persistent chat history.
-
-    ``functions`` (bot function records, or None) are the functions the model may call:
-    their docs are in the system prompt and every reply runs the calls it makes.
-    """
-
-    def __init__(self, model: Any, history: Any, frames: LatestFrame, functions: Any = None):
-        self.model = model
-        self.history = history
-        self.frames = frames
-        self.functions = functions
+    def __init__(self, model: Any, history: Any, functions: Any = None,
+                 turn_ids: Optional[TurnIds] = None, frames: Optional[LatestFrame] = None):
+        super().__init__(model, history, functions, turn_ids)
+        self.frames = frames if frames is not None else LatestFrame()
 
     @classmethod
-    def load(cls, config: NodeConfig, frames: LatestFrame, functions: Any = None
-             ) -> 'ChatSession':
+    def load(cls, config: NodeConfig, frames: LatestFrame, functions: Any = None,
+             turn_ids: Optional[TurnIds] = None) -> 'ChatSession':
         """Load the model and build an empty chat as ``config`` says (blocks: the load thread)."""
-        from .. import ChatHistory, NanoLLM
+        from ..llm import NanoLLM
         model = NanoLLM.from_pretrained(**config.load_options())
-        try:
-            # the functions' docs join the system prompt (the model learns what it may call)
-            history = ChatHistory(model, chat_template=config.chat_template or None,
-                                  system_prompt=config.system_prompt or None,
-                                  tools=list(functions) if functions else None)
-            session = cls(model, history, frames, functions)
-            problem = session.room_problem(config.system_prompt, 0, config.reply_prefix)
-            if problem:
-                raise ValueError(problem)
-            session.set_wrap_tokens(config.wrap_tokens)
-        except BaseException:
-            model.close()
-            raise
-        return session
+        chat = cls.build(model, config, functions, turn_ids)
+        chat.frames = frames
+        return chat
 
     def encoder_side(self) -> int:
         """Return the largest side (px) the model's image encoder works at; 0 when unknown."""
-        processor = getattr(getattr(self.model.backend, 'vision', None), 'image_processor', None)
-        if processor is None:
-            return 0
-        sides = []
-        for size in (getattr(processor, 'size', None), getattr(processor, 'crop_size', None)):
-            for key in ('shortest_edge', 'height', 'width'):
-                value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
-                if isinstance(value, int):
-                    sides.append(value)
-        for pinpoint in getattr(processor, 'image_grid_pinpoints', None) or ():
-            sides.extend(int(v) for v in pinpoint)
-        return max(sides, default=0)
+        return self.model.backend.image_side()
 
-    def close(self) -> None:
-        """Free the model (and with it the chat's KV cache)."""
-        if self.model is not None:
-            self.model.close()
-        self.model = self.history = None
-
-    def reset(self) -> None:
-        """Clear the chat; the system prompt (and its cached state) stays."""
-        self.history.reset()
-
-    def set_system_prompt(self, text: str) -> None:
-        """Use ``text`` as the system prompt ('' for the template's default); resets the chat."""
-        with self.history.lock:
-            self.history.system_prompt = text or self.history.template.system_prompt
-
-    def set_wrap_tokens(self, wrap_tokens: int) -> int:
-        """
-        Keep about ``wrap_tokens`` newest tokens when the chat overflows (0: half of it).
-
-        Clamped to what fits beside the system prompt (a larger value could never wrap:
-        every prompt would be refused); returns the value used.
-        """
-        with self.history.lock:
-            room = self._wrap_room(self._system_tokens(self.history.system_prompt or ''))
-            wrap = min(wrap_tokens or self.history.max_tokens // 2, room)
-            self.history.wrap_tokens = max(wrap, 1)
-            return self.history.wrap_tokens
-
-    def _system_tokens(self, system_prompt: str) -> int:
-        # the system message as the chat renders it: the prompt plus the functions' docs
-        history = self.history
-        text = system_prompt or history.template.system_prompt or ''
-        if self.functions:
-            text += '\n' + FunctionRegistry(self.functions).generate_docs()
-        return len(self.model.tokenize(text)) + TEMPLATE_MARGIN if text else 0
-
-    def _wrap_room(self, system_tokens: int) -> int:
-        return self.history.max_tokens - system_tokens
-
-    def room_problem(self, system_prompt: Optional[str] = None, wrap_tokens: Optional[int] = None,
-                     reply_prefix: Optional[str] = None) -> str:
-        """
-        Return why these settings leave no room for the chat, or '' when they fit.
-
-        ``None`` keeps the current value. The chat holds at most ``history.max_tokens``
-        (the context minus the room kept for the reply): the system prompt may take at most
-        3/4 of it, ``wrap_tokens`` (0: automatic) must fit beside the system prompt, and
-        ``reply_prefix`` must take at most half the room kept for the reply.
-        """
-        history = self.history
-        limit, context = history.max_tokens, int(self.model.config.max_context_len)
-        with history.lock:
-            prompt = history.system_prompt if system_prompt is None else system_prompt
-            system = self._system_tokens(prompt or '')
-            most = limit - limit // MIN_CHAT_SHARE
-            where = (f'the chat holds at most {limit} tokens (context {context} minus '
-                     f'{context - limit} kept for the reply)')
-            if system > most:
-                return (f"system_prompt takes {system} tokens (with the functions' docs and "
-                        f'template), which leaves too little room for the chat: {where}; keep '
-                        f'it under {most - TEMPLATE_MARGIN} tokens')
-            if wrap_tokens and wrap_tokens > limit - system:
-                return (f'wrap_tokens={wrap_tokens} cannot be kept when the chat wraps: {where} '
-                        f'and the system prompt takes {system}; use at most '
-                        f'{limit - system} (or 0 for half the chat)')
-            if reply_prefix:
-                tokens = len(self.model.tokenize(reply_prefix))
-                room = (context - limit) // 2
-                if tokens > room:
-                    return (f'reply_prefix takes {tokens} tokens, more than half the '
-                            f'{context - limit} tokens kept for the reply (context {context}); '
-                            f'keep it under {room} tokens')
-        return ''
-
-    def start_turn(self, prompt: Prompt, config: NodeConfig) -> Tuple[Any, int]:
-        """
-        Add the prompt (and a fresh frame) to the chat and start the reply.
-
-        Returns ``(reply, added)``: the ``StreamingResponse`` and how many entries were
-        added. Raises PromptRejected (chat unchanged) when the prompt cannot be taken.
-        """
-        if not prompt.text.strip():
-            raise PromptRejected('empty prompt: there is nothing to answer')
-        history = self.history
-        with history.lock:
-            frame, image = None, prompt.image
-            if image is not None and not self.model.has_vision:
-                raise PromptRejected(f"'{self.model.name}' has no vision: the prompt's image "
-                                     'cannot be seen (send the prompt without it)')
-            if image is None and self.model.has_vision:
-                frame = self.frames.peek(config.max_image_age, time.monotonic())
-                image = frame.image if frame is not None else None
-            added = 0
-            try:
-                if image is not None:
-                    history.append('user', image=image)
-                    added += 1
-                history.append('user', prompt.text)
-                added += 1
-                inputs, _ = history.embed_chat()
-                self._check_prefix_fits(len(inputs), config.reply_prefix)
-                sampling = config.sampling()
-                if prompt.max_new_tokens:
-                    sampling['max_new_tokens'] = prompt.max_new_tokens
-                choice = prompt.tool_choice or config.tool_choice
-                # calls in the reply run as it streams; results use the chat's template
-                reply = self.model.generate(
-                    inputs, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
-                    functions=self.functions, template=history.template,
-                    reply_prefix=config.reply_prefix or None,
-                    tool_choice=None if choice == 'auto' else choice, **sampling)
-            except ValueError as error:
-                self._undo(added)
-                raise PromptRejected(str(error)) from error
-            except BaseException:
-                self._undo(added)
-                raise
-            if frame is not None:
-                self.frames.consume(frame)
-        return reply, added
-
-    def _check_prefix_fits(self, new_tokens: int, reply_prefix: str) -> None:
-        # the prefix is part of the reply: it must fit the context after the prompt
-        if not reply_prefix:
-            return
-        context = int(self.model.config.max_context_len)
-        prefix = len(self.model.tokenize(reply_prefix))
-        if len(self.history.kv_cache) + new_tokens + prefix >= context:
-            raise ValueError(f'reply_prefix ({prefix} tokens) does not fit after the chat in '
-                             f'the context of {context} tokens; shorten reply_prefix')
-
-    def finish_turn(self, reply: Any, added: int, failed: bool = False) -> None:
-        """
-        Add the ended reply (complete or stopped) to the chat as the bot's turn.
-
-        A failed reply (``failed``, or one that ended in error) is not added; the prompt is
-        taken back so the chat stays as it was.
-        """
-        with self.history.lock:
-            if failed or reply.error is not None or not reply.done:
-                self._undo(added)
-            else:
-                self.history.append('bot', reply)
-
-    def _undo(self, added: int) -> None:
-        if added:
-            self.history.pop(added)
-
-
-class TurnIds:
-    """Turn ids that keep increasing for the life of the process (and of a saved chat)."""
-
-    def __init__(self):
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def __iter__(self) -> 'TurnIds':
-        return self
-
-    def __next__(self) -> int:
-        with self._lock:
-            self._last += 1
-            return self._last
-
-    def skip_past(self, turn_id: int) -> None:
-        """Make the next id greater than ``turn_id`` (a restored chat's last turn)."""
-        with self._lock:
-            self._last = max(self._last, int(turn_id))
+    def start_turn(self, prompt: Prompt, config: NodeConfig) -> Turn:
+        """Start ``prompt``'s turn, with a fresh camera frame when it brings no image."""
+        frame, image = None, prompt.image
+        if image is None and self.model.has_vision:
+            frame = self.frames.peek(config.max_image_age, time.monotonic())
+            image = frame.image if frame is not None else None
+        turn = self.start(prompt.text, config, image, prompt.max_new_tokens, prompt.tool_choice)
+        if frame is not None:
+            self.frames.consume(frame)
+        return turn
 
 
 @dataclass(eq=False)
 class _Turn:
-    """The reply being generated for one prompt."""
+    """The reply being generated for one prompt: the session's turn and its publishing."""
 
     prompt: Prompt
-    reply: Any      # its StreamingResponse
-    added: int      # history entries the prompt added (taken back if the reply fails)
-    turn_id: int
+    turn: Turn
     pieces: int = 0
     calls: int = 0  # function calls reported so far
     failure: Optional[BaseException] = None  # the sink or the listener failed
+
+    @property
+    def reply(self) -> Any:
+        """Return the turn's StreamingResponse."""
+        return self.turn.reply
+
+    @property
+    def turn_id(self) -> int:
+        """Return the turn's id."""
+        return self.turn.turn_id
 
 
 class ChatWorker:
@@ -396,13 +213,10 @@ class ChatWorker:
     """
 
     def __init__(self, session: ChatSession, sink: Sink, config: Callable[[], NodeConfig],
-                 logger: Any, turn_ids: Optional[Iterator[int]] = None):
+                 logger: Any):
         self.session = session
         self.sink = sink
         self.logger = logger
-        # turn ids come from the node: they keep increasing across cleanup and configure
-        self._turn_ids = turn_ids if turn_ids is not None else TurnIds()
-        self.turn_id = 0
         self.last_setup_s = float('nan')  # prompt arrival -> generation started, last turn
         self._config = config
         self._cond = threading.Condition()
@@ -419,6 +233,11 @@ class ChatWorker:
         self._turn: Optional[_Turn] = None      # its bookkeeping (model's worker thread only)
 
     # ---- state ------------------------------------------------------------------------
+    @property
+    def turn_id(self) -> int:
+        """Return the id of the newest turn (the session keeps the ids)."""
+        return self.session.turn_id
+
     @property
     def busy(self) -> bool:
         """Return True while a prompt is being answered (its reply is being generated)."""
@@ -619,15 +438,14 @@ class ChatWorker:
         session = self.session
         if prompt.reset:
             session.reset()
-        reply, added = session.start_turn(prompt, self._config())
+        turn = session.start_turn(prompt, self._config())
         self.last_setup_s = time.monotonic() - prompt.received
         with self._cond:
-            self.turn_id = turn_id = next(self._turn_ids)
-            self._reply = reply
+            self._reply = reply = turn.reply
             if self._stop_turn:
                 reply.stop()
         # the reply runs on this thread right after this step: nothing else is queued
-        self._turn = _Turn(prompt, reply, added, turn_id)
+        self._turn = _Turn(prompt, turn)
         reply.subscribe(self._piece, self._ended)
 
     def _piece(self, text: str) -> None:
@@ -662,7 +480,7 @@ class ChatWorker:
         reply, session = turn.reply, self.session
         error = reply.error or turn.failure
         # the chat first: what follows publishes, and a failure there must not lose the turn
-        session.finish_turn(reply, turn.added, failed=error is not None)
+        session.finish(turn.turn, failed=error is not None)
         if error is not None:
             self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: {error}')
         self._report_calls(turn)

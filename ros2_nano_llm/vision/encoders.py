@@ -59,6 +59,21 @@ class HFImageEncoder:
         self.device = embeddings.device
         self.dtype = embeddings.dtype
 
+    def image_side(self) -> int:
+        """Return the largest side (px) the processor resizes or crops to; 0 when unknown."""
+        # transformers' processors say their sizes in several shapes: a dict, an object, a
+        # list of grid pinpoints (LLaVA-NeXT); these are the processor's fields, not a probe
+        # of our own interfaces
+        processor, sides = self.image_processor, []
+        for size in (getattr(processor, 'size', None), getattr(processor, 'crop_size', None)):
+            for key in ('shortest_edge', 'height', 'width'):
+                value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+                if isinstance(value, int):
+                    sides.append(value)
+        for pinpoint in getattr(processor, 'image_grid_pinpoints', None) or ():
+            sides.extend(int(v) for v in pinpoint)
+        return max(sides, default=0)
+
     def preprocess(self, rgb: Any) -> Dict[str, torch.Tensor]:
         """
         Run the image processor on one image; return the tensors ``get_image_features`` takes.

@@ -18,95 +18,13 @@ The same stop rules, context check and statistics apply to tokens sampled from l
 chunks an engine streams. Real models run the loop in test/integration/test_generation_loop.py.
 """
 
-from typing import List, Sequence
-
-import numpy as np
 import pytest
 from ros2_nano_llm.chat.stream import StreamingResponse
 from ros2_nano_llm.generation import GenerationJob, run
-from ros2_nano_llm.models.backend import (Backend, EngineRequest, LogitsBackend,
-                                          TextEngineBackend)
-from ros2_nano_llm.models.base import Inputs, KVCache, ModelConfig
+from ros2_nano_llm.models.backend import Backend, LogitsBackend
+from ros2_nano_llm.models.base import Inputs, KVCache
 from ros2_nano_llm.models.sampling import SamplingParams
-
-WORDS = ['<eos>', 'Hel', 'lo', ' [/', 'A]', ' more', ' world', '!', ' ', 'Hi']
-
-
-class Words:
-    """Token ids are indexes into WORDS; tokenizing matches the longest word first."""
-
-    def tokenize(self, text, add_special_tokens=False, special=False):
-        out = []
-        while text:
-            word = max((w for w in WORDS if text.startswith(w)), key=len)
-            out.append(WORDS.index(word))
-            text = text[len(word):]
-        return out
-
-    def detokenize(self, tokens, skip_special_tokens=False):
-        return ''.join(WORDS[t] for t in tokens)
-
-    def crop(self, cache, length):
-        del cache[length:]
-
-    def new_cache(self):
-        return []
-
-
-class Scripted(Words, LogitsBackend):
-    """Always predicts the next word of ``script`` after the prompt."""
-
-    name = 'scripted'
-
-    def __init__(self, script: Sequence[str], limit: int = 64):
-        self.config = ModelConfig('scripted', 'test', limit, len(WORDS), [0])
-        self.script = [WORDS.index(w) for w in script]
-        self.prompt_len = None
-
-    @classmethod
-    def load(cls, source, quantization=None, max_context_len=None, **kwargs):
-        raise NotImplementedError
-
-    def _logits(self, cache: List[int]) -> np.ndarray:
-        i = len(cache) - self.prompt_len
-        logits = np.zeros(len(WORDS), np.float32)
-        logits[self.script[i] if i < len(self.script) else 0] = 10.0
-        return logits
-
-    def prefill(self, inputs, cache, start):
-        if self.prompt_len is None:
-            self.prompt_len = start + len(inputs)
-        del cache[start:]
-        cache.extend(inputs.tokens)
-        return self._logits(cache)
-
-    def decode_step(self, token, cache, pos):
-        del cache[pos:]
-        cache.append(token)
-        return self._logits(cache)
-
-
-class Engine(Words, TextEngineBackend):
-    """Streams ``chunks`` (ids of WORDS), then finishes with ``finish``."""
-
-    name = 'engine'
-
-    def __init__(self, chunks: Sequence[str], finish: str = 'stop'):
-        self.config = ModelConfig('engine', 'test', 64, 0, [])
-        self.chunks, self.finish = [WORDS.index(c) for c in chunks], finish
-        self.requests: List[EngineRequest] = []
-        self.prompts: List[List[int]] = []
-
-    @classmethod
-    def load(cls, source, quantization=None, max_context_len=None, **kwargs):
-        raise NotImplementedError
-
-    def continuation(self, prompt, request):
-        self.prompts.append(list(prompt))
-        self.requests.append(request)
-        for i, token in enumerate(self.chunks[:request.max_tokens]):
-            last = i == len(self.chunks) - 1
-            yield token, (self.finish if last else None)
+from support.fakes import Engine, Scripted, WORDS
 
 
 def generate(backend: Backend, prompt='Hi', **kwargs):
