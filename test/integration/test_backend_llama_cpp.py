@@ -104,13 +104,9 @@ def test_crop_then_prefill_equals_fresh_prefill(llama):
     assert np.array_equal(cached, fresh)
 
 
-def reply_then_tail(backend):
-    """
-    Prefill CHAT, decode a reply one token at a time, then prefill the turn's end.
-
-    Return the end's logits from that cache and from a recompute, the positions the end's
-    prefill evaluated, and (reply, tail) tokens.
-    """
+def test_next_prefill_runs_only_new_tokens(llama):
+    """The positions a reply decoded stay: the next prefill runs its own tokens only."""
+    backend = llama.backend
     tokens = backend.tokenize(CHAT, special=True)
     reply = backend.tokenize('Four.', special=True)
     _, state = run(backend, tokens)
@@ -119,15 +115,8 @@ def reply_then_tail(backend):
     tail = backend.tokenize('<|im_end|>\n', special=True)
     before = backend.evaluated()
     cached, _ = run(backend, tail, state, len(tokens) + len(reply))
-    evaluated = backend.evaluated() - before
+    assert backend.evaluated() - before == len(tail)
     fresh, _ = run(backend, tokens + reply + tail)
-    return cached, fresh, evaluated, (reply, tail)
-
-
-def test_next_prefill_runs_only_new_tokens(llama):
-    """The positions a reply decoded stay: the next prefill runs its own tokens only."""
-    cached, fresh, evaluated, (reply, tail) = reply_then_tail(llama.backend)
-    assert evaluated == len(tail)
     # a lone decode step differs from a batched position by < 1.5 on logits of ~30
     np.testing.assert_allclose(cached, fresh, atol=1.5, rtol=0)
     assert int(cached.argmax()) == int(fresh.argmax())
@@ -137,8 +126,17 @@ def test_bit_exact_option_rebatches_decoded_positions():
     """bit_exact=True: decoded positions run again with the next prefill, bit for bit."""
     model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=512,
                                     bit_exact=True)
-    cached, fresh, evaluated, (reply, tail) = reply_then_tail(model.backend)
-    assert evaluated == len(reply) + len(tail)  # what it costs
+    backend = model.backend
+    tokens = backend.tokenize(CHAT, special=True)
+    reply = backend.tokenize('Four.', special=True)
+    _, state = run(backend, tokens)
+    for i, t in enumerate(reply):
+        backend.decode_step(t, state, len(tokens) + i)
+    tail = backend.tokenize('<|im_end|>\n', special=True)
+    before = backend.evaluated()
+    cached, _ = run(backend, tail, state, len(tokens) + len(reply))
+    assert backend.evaluated() - before == len(reply) + len(tail)  # what it costs
+    fresh, _ = run(backend, tokens + reply + tail)
     assert np.array_equal(cached, fresh)
     one, _ = run(backend, tail[:1], state, len(tokens) + len(reply))  # a lone token is batched too
     assert np.array_equal(one, run(backend, tokens + reply + tail[:1])[0])
