@@ -104,15 +104,21 @@ def test_crop_then_prefill_equals_fresh_prefill(llama):
     assert np.array_equal(cached, fresh)
 
 
-def test_next_prefill_runs_only_new_tokens(llama):
-    """The positions a reply decoded stay: the next prefill runs its own tokens only."""
-    backend = llama.backend
+def decoded_reply(backend):
+    """Prefill CHAT and decode a short reply one token at a time; return what the tests use."""
     tokens = backend.tokenize(CHAT, special=True)
     reply = backend.tokenize('Four.', special=True)
     _, state = run(backend, tokens)
     for i, t in enumerate(reply):
         backend.decode_step(t, state, len(tokens) + i)
     tail = backend.tokenize('<|im_end|>\n', special=True)
+    return tokens, reply, tail, state
+
+
+def test_next_prefill_runs_only_new_tokens(llama):
+    """The positions a reply decoded stay: the next prefill runs its own tokens only."""
+    backend = llama.backend
+    tokens, reply, tail, state = decoded_reply(backend)
     before = backend.evaluated()
     cached, _ = run(backend, tail, state, len(tokens) + len(reply))
     assert backend.evaluated() - before == len(tail)
@@ -127,12 +133,7 @@ def test_bit_exact_option_rebatches_decoded_positions():
     model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=512,
                                     bit_exact=True)
     backend = model.backend
-    tokens = backend.tokenize(CHAT, special=True)
-    reply = backend.tokenize('Four.', special=True)
-    _, state = run(backend, tokens)
-    for i, t in enumerate(reply):
-        backend.decode_step(t, state, len(tokens) + i)
-    tail = backend.tokenize('<|im_end|>\n', special=True)
+    tokens, reply, tail, state = decoded_reply(backend)
     before = backend.evaluated()
     cached, _ = run(backend, tail, state, len(tokens) + len(reply))
     assert backend.evaluated() - before == len(reply) + len(tail)  # what it costs
