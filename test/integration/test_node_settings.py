@@ -138,6 +138,8 @@ def _dump(client):
 
 
 def test_a_parameter_dump_restarts_the_node_with_the_same_settings(tiny_model_dir, tmp_path):
+    # the nodes here have names of their own: the module's `live` node (/nano_llm) is still
+    # up, and a client of a shared name gets answers from either node
     # issue 21 item 3: the shipped `builtin_functions: []` was dumped as null, and the node
     # then refused to start from the dump ("builtin_functions must be a list ... 'null'")
     shipped = yaml.safe_load((REPO_ROOT / 'config' / 'nano_llm.yaml').read_text())
@@ -151,7 +153,7 @@ def test_a_parameter_dump_restarts_the_node_with_the_same_settings(tiny_model_di
     for run in range(2):
         (tmp_path / str(run)).mkdir()
         process, client = start_node(tmp_path / str(run), {}, activate=False,
-                                     params_file=params_file)
+                                     name='dumped', params_file=params_file)
         try:
             dump, types = _dump(client)
         finally:
@@ -166,9 +168,9 @@ def test_a_parameter_dump_restarts_the_node_with_the_same_settings(tiny_model_di
 
 def test_an_old_dump_with_builtin_functions_null_loads(tiny_model_dir, tmp_path):
     old = tmp_path / 'old_dump.yaml'
-    old.write_text(yaml.dump({'/nano_llm': {'ros__parameters': {
+    old.write_text(yaml.dump({'/old_dump': {'ros__parameters': {
         'model': tiny_model_dir('llama'), 'builtin_functions': None}}}))
-    process, client = start_node(tmp_path, {}, activate=False, params_file=old)
+    process, client = start_node(tmp_path, {}, activate=False, name='old_dump', params_file=old)
     try:
         assert client.get_param('builtin_functions') == []
         assert not grep(process, 'bad parameters')
