@@ -30,6 +30,27 @@ _JSON_TYPES = {bool: 'boolean', int: 'integer', float: 'number', str: 'string',
 
 NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
+# The JSON schema keywords a FunctionRecord's ``limits`` may use.
+LIMIT_KEYS = ('minimum', 'maximum', 'enum')
+
+
+def limit_problem(limit: Dict[str, Any], value: Any) -> str:
+    """Return why ``value`` breaks ``limit`` (``minimum``/``maximum``/``enum``), or ''."""
+    if value is None or not limit:
+        return ''
+    if 'enum' in limit and value not in limit['enum']:
+        return f'must be one of {list(limit["enum"])}, got {value!r}'
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ('minimum' in limit or 'maximum' in limit) and not number:
+        return f'must be a number, got {value!r}'
+    if number and value != value:
+        return 'must be a number, got NaN'
+    if 'minimum' in limit and value < limit['minimum']:
+        return f'must be at least {limit["minimum"]}, got {value!r}'
+    if 'maximum' in limit and value > limit['maximum']:
+        return f'must be at most {limit["maximum"]}, got {value!r}'
+    return ''
+
 
 def _unwrap_optional(annotation: Any) -> Any:
     """Return ``X`` for ``Optional[X]``, else the annotation unchanged."""
@@ -99,6 +120,11 @@ class FunctionRecord:
     :meth:`FunctionRegistry.test` from calling it (functions with side effects, e.g. robot
     actions). ``timeout`` (seconds), when set, is used by ``execute()`` instead of its
     default.
+
+    ``limits`` bound arguments: ``{arg: {'minimum': lo, 'maximum': hi}}`` for numbers,
+    ``{arg: {'enum': [choices]}}`` for strings. They go into ``schema`` (so constrained
+    decoding can only write values in range) and :meth:`bind` checks them again, whatever
+    the call's source. ``confirm=True`` marks a call an operator must approve before it runs.
     """
 
     name: str
@@ -111,6 +137,8 @@ class FunctionRecord:
     testable: bool = True
     timeout: Optional[float] = None
     source: str = 'python'
+    limits: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    confirm: bool = False
 
     @classmethod
     def create(cls, func: Callable[..., Any], name: Optional[str] = None,
@@ -140,6 +168,12 @@ class FunctionRecord:
     def __post_init__(self):
         if self.signature is None:
             self.signature = inspect.signature(self.func)
+        names = {p.name for p in self._params()}
+        for arg, limit in self.limits.items():
+            unknown = set(limit) - set(LIMIT_KEYS)
+            if arg not in names or unknown:
+                raise ValueError(f'limits of {self.name!r}: no argument {arg!r}' if arg not in
+                                 names else f'limits of {self.name}({arg}): unknown {unknown}')
         if not self.schema:
             self.schema = self._build_schema()
 
@@ -186,6 +220,7 @@ class FunctionRecord:
                 required.append(param.name)
             elif param.default is None or isinstance(param.default, (bool, int, float, str)):
                 prop['default'] = param.default
+            prop.update(self.limits.get(param.name, {}))
             properties[param.name] = prop
         return {'type': 'object', 'properties': properties, 'required': required}
 
@@ -215,6 +250,10 @@ class FunctionRecord:
             if not ok:
                 raise TypeError(f'argument {name!r} must be {expected.__name__}, '
                                 f'got {type(value).__name__} {value!r}')
+        for name, value in bound.arguments.items():
+            problem = limit_problem(self.limits.get(name, {}), value)
+            if problem:
+                raise TypeError(f'argument {name!r} {problem}')
         return bound
 
     def signature_text(self) -> str:

@@ -88,7 +88,7 @@ def stream_token(stamp: Time, turn_id: int, index: int, text: str,
 def function_call(stamp: Time, turn_id: int, call: Any) -> FunctionCall:
     """Return one ``~/output/calls`` message from a ``functions.calls.FunctionCall`` record."""
     msg = FunctionCall(name=call.name, args_json=call.args_json, result=str(call.result),
-                       success=bool(call.success), turn_id=turn_id)
+                       success=bool(call.success), turn_id=turn_id, event='ended')
     msg.header.stamp = stamp
     return msg
 
