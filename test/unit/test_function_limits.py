@@ -13,9 +13,9 @@
 # limitations under the License.
 """A FunctionRecord's argument limits are in its schema and checked on every bind (issue 19)."""
 
+import pytest
 from ros2_nano_llm.functions import execute, parse_json_call
 from ros2_nano_llm.functions.record import FunctionRecord
-import pytest
 
 moved = []
 
