@@ -14,6 +14,7 @@
 """NanoLLM: load a model, then generate streaming replies on its own worker thread."""
 
 import atexit
+from collections import deque
 from concurrent.futures import Future
 import functools
 import logging
@@ -63,6 +64,8 @@ class NanoLLM:
         self._lock = threading.Lock()        # guards the worker and the queue
         self._close_lock = threading.Lock()  # one close() at a time
         self._current: Optional[GenerationJob] = None
+        # the replies a call of submit() started: they run right after it, before the queue
+        self._next: 'deque[GenerationJob]' = deque()
         self._closing = False
         self._exit_hook: Optional[Callable[[], None]] = None  # registered with the worker
         self.grammars = Grammars(backend)  # tool_choice / response_format constraints
@@ -262,11 +265,15 @@ class NanoLLM:
                     self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
                     atexit.register(self._exit_hook)
                 self._worker.start()
+            if isinstance(work, GenerationJob) and \
+                    threading.current_thread() is self._worker:
+                self._next.append(work)  # started by a submit()ted call: it runs next
+                return
             self._jobs.put(work)
 
     def _work(self) -> None:
         while True:
-            work = self._jobs.get()
+            work = self._next.popleft() if self._next else self._jobs.get()
             if work is None:
                 return
             if not isinstance(work, GenerationJob):
@@ -287,6 +294,7 @@ class NanoLLM:
         # the replies not yet finished: the one running and the queued ones
         with self._jobs.mutex:
             jobs = [j for j in self._jobs.queue if isinstance(j, GenerationJob)]
+        jobs = list(self._next) + jobs
         current = self._current
         return [j.stream for j in ([current] if current is not None else []) + jobs]
 

@@ -74,10 +74,17 @@ def goal_problem(goal: Any, function_names: Sequence[str], max_prompt_chars: int
 
 
 class GenerateAction:
-    """The ``~/generate`` action server of one node (from its first activate to cleanup)."""
+    """
+    The ``~/generate`` action server of one node (from configure to cleanup).
+
+    ``requests`` is the QoS of its goal, cancel and result services (``request_qos``):
+    deep enough that a burst of goals or cancels gets every answer, a refusal included.
+    While the node is inactive each goal is rejected with the reason.
+    """
 
     def __init__(self, node: Any, worker: ChatWorker, config: Callable[[], NodeConfig],
-                 function_names: Sequence[str], frame_side: int, max_prompt_chars: int):
+                 function_names: Sequence[str], frame_side: int, max_prompt_chars: int,
+                 requests: Any):
         self._node = node
         self._worker = worker
         self._config = config
@@ -90,7 +97,8 @@ class GenerateAction:
         self._server = ActionServer(
             node, Generate, ifc.GENERATE, execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-            callback_group=ReentrantCallbackGroup())
+            callback_group=ReentrantCallbackGroup(), goal_service_qos_profile=requests,
+            result_service_qos_profile=requests, cancel_service_qos_profile=requests)
 
     def wait_ended(self, timeout: float) -> bool:
         """
@@ -176,8 +184,8 @@ class GenerateAction:
         result = Generate.Result(
             reply=outcome.text, stop_reason=outcome.stop_reason,
             calls=[ifc.function_call(stamp, outcome.turn_id, c) for c in outcome.calls],
-            time_to_first_token=float(outcome.stats.get('time_to_first_token', 0.0)),
-            decode_rate=float(outcome.stats.get('decode_rate', 0.0)))
+            time_to_first_token=round(float(outcome.stats.get('time_to_first_token', 0.0)), 3),
+            decode_rate=round(float(outcome.stats.get('decode_rate', 0.0)), 1))
         if outcome.error:
             self._node.get_logger().warning(f'~/generate goal ended without a reply: '
                                             f'{outcome.error}')

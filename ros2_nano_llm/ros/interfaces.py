@@ -48,6 +48,19 @@ STREAM_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
 REPLY_QOS = PROMPT_QOS
 CALLS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                        reliability=ReliabilityPolicy.RELIABLE)
+# Requests (the services and the action's goal, cancel and result services): rclpy's
+# default keeps the last 10, so a burst beyond that was dropped unanswered. Each request is
+# answered quickly (a refusal at once), so the queue needs room for one burst: every prompt
+# the busy policy may hold waiting (max_queue, taken at configure) plus REQUEST_BURST more.
+REQUEST_BURST = 200
+
+
+def request_qos(max_queue: int) -> QoSProfile:
+    """Return the QoS of the node's request queues, sized for ``max_queue`` and a burst."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(max_queue) + REQUEST_BURST,
+                      reliability=ReliabilityPolicy.RELIABLE)
+
+
 # Camera frames: best effort, newest only (also matches reliable publishers).
 IMAGE_QOS = qos_profile_sensor_data
 DIAGNOSTICS_QOS = 10

@@ -158,3 +158,34 @@ def tool_choice_problem(choice: str, function_names: Sequence[str]) -> str:
                 "functions_file or builtin_functions and configure again, or use 'auto')")
     return (f"tool_choice {choice!r} is not 'auto', 'required', 'none' nor a loaded "
             f"function ({', '.join(names)})")
+
+
+ROOM_SETTINGS = ('system_prompt', 'wrap_tokens', 'reply_prefix')  # what the chat must fit
+
+
+def change_refusal(config: NodeConfig, changes: Iterable[Any], state: str, session: Any,
+                   function_names: Sequence[str]) -> str:
+    """
+    Return why a parameter change must be refused now, or '' (the node's parameter callback).
+
+    Beyond ``check_change``: settings that would make every prompt fail (no room left for
+    the chat, see ``ChatSession.room_problem``) and a ``tool_choice`` the loaded functions
+    cannot serve (while unconfigured it is checked at configure).
+    """
+    new, reason = check_change(config, changes, state != 'unconfigured', state)
+    if reason or new is None:
+        return reason
+    if session is not None and session.history is not None and \
+            any(getattr(new, n) != getattr(config, n) for n in ROOM_SETTINGS):
+        reason = session.room_problem(new.system_prompt, new.wrap_tokens, new.reply_prefix)
+    if not reason and new.tool_choice != config.tool_choice and state != 'unconfigured':
+        reason = tool_choice_problem(new.tool_choice, function_names)
+    return reason
+
+
+def describe(config: NodeConfig, names: Sequence[str], limit: int = 120) -> str:
+    """Return ``name=value, ...`` of ``names`` for the log, each value cut at ``limit``."""
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= limit else f'{text[:limit - 20]}... ({len(text)} chars)'
+    return ', '.join(f'{name}={short(getattr(config, name))}' for name in names)

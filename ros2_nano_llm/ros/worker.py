@@ -12,31 +12,34 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The node's chat and the work it does on the model's worker thread (no rclpy here).
+The node's chat and the work it hands to the model's worker thread (no rclpy here).
 
 ``ChatSession`` is the library's chat session (``chat.session``: the turn, its undo, the
 room math, the turn ids) with the node's newest camera frame for a prompt. ``ChatWorker``
-runs, in order and on the model's one worker thread, the chat changes (reset, a new system
-prompt) and the replies to prompts: ROS callbacks only queue work and return, and each
-piece of a reply goes to a sink (the node, which publishes) from that thread as it decodes.
+hands the chat changes (reset, a new system prompt) and the prompts to ``NanoLLM.submit()``,
+the only queue, as they arrive; ``BusyPolicy`` decides at submission whether a prompt waits,
+interrupts the reply or is refused. ROS callbacks only submit and return, and each piece of
+a reply goes to a sink (the node, which publishes) from the model's thread as it decodes.
 """
 
-from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
 from .params import NodeConfig
+from .persistence import open_session
 from ..chat import session
 from ..chat.session import PromptRejected, Turn, TurnIds
-from ..futures import run_into
 
-__all__ = ['ChatSession', 'ChatWorker', 'LatestFrame', 'Outcome', 'Prompt', 'PromptRejected',
-           'TurnIds']
+INACTIVE = 'the node is not active (inactive: activate first)'
+
+__all__ = ['BusyPolicy', 'ChatSession', 'ChatWorker', 'LatestFrame', 'Outcome', 'Prompt',
+           'PromptRejected', 'TurnIds']
 
 
 @dataclass
@@ -171,6 +174,66 @@ class ChatSession(session.ChatSession):
         return turn
 
 
+@dataclass(frozen=True)
+class BusyPolicy:
+    """
+    What a prompt that arrives while the chat is busy gets (``busy_policy``, ``max_queue``).
+
+    ``queue``: it waits, at most ``max_queue`` of them; ``interrupt``: the reply stops and
+    waiting prompts are dropped; ``drop``: it is refused. Applied once, at submission.
+    """
+
+    name: str = 'queue'
+    max_queue: int = 4
+
+    @classmethod
+    def of(cls, config: NodeConfig) -> 'BusyPolicy':
+        """Return the policy the parameters set."""
+        return cls(config.busy_policy, int(config.max_queue))
+
+    def refusal(self, busy: bool, waiting: int) -> str:
+        """Return why a prompt is not taken now (``busy``, ``waiting`` prompts), or ''."""
+        if not (busy or waiting):
+            return ''
+        if self.name == 'drop':
+            return "busy with a reply and busy_policy is 'drop'"
+        if self.name == 'queue' and waiting >= self.max_queue:
+            return f'{waiting} prompts already wait (max_queue)'
+        return ''
+
+    @property
+    def interrupts(self) -> bool:
+        """Return True when a new prompt stops the reply and the waiting prompts."""
+        return self.name == 'interrupt'
+
+
+class LoadTimeout(Exception):
+    """The model did not load within ``load_timeout`` (it is freed when the load ends)."""
+
+
+def load_chat(config: NodeConfig, pool: Executor, frames: LatestFrame, functions: Any,
+              turn_ids: TurnIds, chat_file: Any) -> ChatSession:
+    """
+    Load the model and build the chat (restored from ``chat_file``) on ``pool``.
+
+    Waits at most ``config.load_timeout`` (raises LoadTimeout); a load's error is raised.
+    """
+    future = pool.submit(open_session, lambda: ChatSession.load(
+        config, frames, functions, turn_ids), chat_file)
+    try:
+        return future.result(timeout=config.load_timeout)
+    except FutureTimeout:
+        future.add_done_callback(_close_late_session)
+        raise LoadTimeout(f'the model did not load within load_timeout='
+                          f'{config.load_timeout:g} s') from None
+
+
+def _close_late_session(future: Future) -> None:
+    # a load that finished after configure gave up on it: free the model at once
+    if future.exception() is None:
+        future.result().close()
+
+
 @dataclass(eq=False)
 class _Turn:
     """The reply being generated for one prompt: the session's turn and its publishing."""
@@ -194,22 +257,22 @@ class _Turn:
 
 class ChatWorker:
     """
-    The node's chat work, run in order on the model's worker thread (no thread of its own).
+    The node's chat work, handed to the model's worker thread (no thread or queue of its own).
 
-    Calls (``call``/``post``) and prompts wait here and go to the model's worker one at a
-    time, calls before waiting prompts and never during a reply::
+    Each prompt the busy policy takes and each call (``call``/``post``) goes to
+    ``model.submit()`` at once, so they run in arrival order, never during a reply::
 
-        submit()/submit_call() -> _schedule_step() -> model.submit(_step)
-        _step: a call runs, or a prompt's turn starts (start_turn -> model.generate(), and
-               reply.subscribe(_piece, _ended)); the reply runs next on the same thread
-        _piece: each piece to the sink (published) as it decodes
-        _ended: the reply joins the chat, the sink and the prompt's listener are told,
-                and the next step is scheduled
+        submit(prompt) -> BusyPolicy -> model.submit(_answer)
+        _answer: start_turn -> model.generate(), reply.subscribe(_piece, _ended);
+                 the reply runs right after it on the same thread (NanoLLM's rule)
+        _piece:  each piece to the sink (published) as it decodes
+        _ended:  the reply joins the chat (or the prompt is taken back), the sink and the
+                 prompt's listener are told
 
-    Prompts arriving during a reply follow the busy policy: ``queue`` (at most
-    ``max_queue`` waiting), ``interrupt`` (stop the reply, drop waiting prompts) or
-    ``drop``. A reply holds the chat until it ends or is stopped; a robot action it waits
-    for ends at its own timeout or at the node's ``~/stop``.
+    ``waiting`` only counts (and lets ``cancel`` drop) the prompts taken but not started:
+    a dropped one is told at once and its step does nothing when it runs. A reply holds the
+    chat until it ends or is stopped; a robot action it waits for ends at its own timeout or
+    at the node's ``~/stop``.
     """
 
     def __init__(self, session: ChatSession, sink: Sink, config: Callable[[], NodeConfig],
@@ -220,17 +283,14 @@ class ChatWorker:
         self.last_setup_s = float('nan')  # prompt arrival -> generation started, last turn
         self._config = config
         self._cond = threading.Condition()
-        self._calls: Deque[Tuple[Callable[[], Any], Future]] = deque()
-        self._prompts: Deque[Prompt] = deque()
+        self._waiting: List[Prompt] = []   # taken, their step not run yet
         self._accepting = False
         self._closing = False
-        self._scheduled = False     # a step or a reply of ours is on the model's worker
-        self._busy = False          # a prompt is being answered (until its turn is published)
-        self._generating = False    # ... and its reply is not complete yet
         self._current: Optional[Prompt] = None  # the prompt being answered, for cancel()
-        self._reply: Any = None                 # ... and its reply, once started, for stop()
+        self._turn: Optional[_Turn] = None      # ... its turn once started, for stop()
         self._stop_turn = False                 # stop the reply as soon as it starts
-        self._turn: Optional[_Turn] = None      # its bookkeeping (model's worker thread only)
+        self._generating = False                # ... and its reply is not complete yet
+        self._open_entries = 0  # history entries of the turn in progress (history.lock)
 
     # ---- state ------------------------------------------------------------------------
     @property
@@ -246,18 +306,28 @@ class ChatWorker:
     @property
     def queue_length(self) -> int:
         """Return how many prompts wait for the current reply to end."""
-        return len(self._prompts)
+        return len(self._waiting)
+
+    def open_turn_entries(self) -> int:
+        """
+        Return how many newest history entries belong to the turn in progress (0: none).
+
+        Read it under ``history.lock``: it changes with the entries, under that lock, when
+        a turn starts and when it ends, so a reader never sees half a turn.
+        """
+        return self._open_entries
 
     # ---- calls ------------------------------------------------------------------------
     def submit_call(self, fn: Callable[[], Any]) -> Future:
-        """Queue ``fn`` to run on the model's worker thread; return its Future."""
-        future: Future = Future()
+        """Run ``fn`` on the model's worker thread after the work before it; return its Future."""
         with self._cond:
-            if self._closing:
-                future.set_exception(RuntimeError('the worker is shut down'))
-                return future
-            self._calls.append((fn, future))
-            self._schedule_step()
+            if not self._closing:
+                try:
+                    return self.session.model.submit(fn)
+                except RuntimeError:  # the model is closed
+                    pass
+        future: Future = Future()
+        future.set_exception(RuntimeError('the worker is shut down'))
         return future
 
     def call(self, fn: Callable[[], Any], timeout: float) -> Any:
@@ -274,51 +344,62 @@ class ChatWorker:
     # ---- prompts ----------------------------------------------------------------------
     def submit(self, prompt: Prompt) -> Tuple[bool, str]:
         """
-        Queue a prompt as the busy policy says.
+        Take a prompt as the busy policy says and hand it to the model's queue.
 
         Returns ``(taken, note)``: the note says what happened to other work, or why the
         prompt was not taken.
         """
-        config = self._config()
+        policy = BusyPolicy.of(self._config())
         with self._cond:
-            refusal = self._refusal(config)
+            refusal = self._refusal(policy)
             if refusal:
                 return False, refusal
             note = ''
-            if self._generating or self._prompts:
-                if config.busy_policy == 'interrupt':
-                    dropped = self._clear_prompts()
+            if self._generating or self._waiting:
+                if policy.interrupts:
+                    dropped = self._drop_waiting()
                     self._stop_current()
                     note = f'interrupted turn {self.turn_id}' + (
                         f', dropped {dropped} waiting prompts' if dropped else '')
                 else:
-                    note = f'queued, {len(self._prompts) + 1} waiting'
-            self._prompts.append(prompt)
-            self._schedule_step()
+                    note = f'queued, {len(self._waiting) + 1} waiting'
+            try:
+                self.session.model.submit(lambda: self._answer(prompt)).add_done_callback(
+                    self._step_failed)
+            except RuntimeError as error:  # the model is closed: nothing can run any more
+                return False, f'the model takes no more work: {error}'
+            self._waiting.append(prompt)
             return True, note
+
+    def apply(self, names: List[str], new: NodeConfig, saved: Callable[[], None]) -> None:
+        """Apply the changed live settings ``names`` to the chat, in order on its thread."""
+        session = self.session
+        if 'system_prompt' in names:
+            self.stop()
+            self.post(lambda: session.set_system_prompt(new.system_prompt),
+                      'setting the system prompt')
+            self.post(saved, 'saving the chat')
+            self.logger.info('system prompt changed: the chat was reset')
+        if 'wrap_tokens' in names or 'system_prompt' in names:
+            self.post(lambda: session.set_wrap_tokens(new.wrap_tokens), 'setting wrap_tokens')
 
     def refusal(self) -> str:
         """Return why a prompt submitted now would not be taken (busy policy), or ''."""
-        config = self._config()
+        policy = BusyPolicy.of(self._config())
         with self._cond:
-            return self._refusal(config)
+            return self._refusal(policy)
 
-    def _refusal(self, config: NodeConfig) -> str:
+    def _refusal(self, policy: BusyPolicy) -> str:
         # under self._cond
         if not self._accepting or self._closing:
-            return 'the node is not active'
-        if self._generating or self._prompts:
-            if config.busy_policy == 'drop':
-                return "busy with a reply and busy_policy is 'drop'"
-            if config.busy_policy == 'queue' and len(self._prompts) >= config.max_queue:
-                return f'{len(self._prompts)} prompts already wait (max_queue)'
-        return ''
+            return INACTIVE
+        return policy.refusal(self._generating, len(self._waiting))
 
     def cancel(self, prompt: Prompt) -> bool:
         """Stop ``prompt``'s reply (the partial reply is kept) or drop it if it waits."""
         with self._cond:
-            if prompt in self._prompts:
-                self._prompts.remove(prompt)
+            if prompt in self._waiting:
+                self._waiting.remove(prompt)
                 prompt.notify(Outcome(stop_reason='stopped', error='cancelled while waiting'))
                 return True
             if self._current is prompt:
@@ -333,7 +414,7 @@ class ChatWorker:
         Returns ``(a reply was running, prompts dropped)``.
         """
         with self._cond:
-            dropped = self._clear_prompts()
+            dropped = self._drop_waiting()
             running = self._generating
             self._stop_current()
             return running, dropped
@@ -348,82 +429,48 @@ class ChatWorker:
         """Take prompts again (activate)."""
         with self._cond:
             self._accepting = True
-            self._schedule_step()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until no reply is running; return True if idle."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._busy, timeout=timeout)
+            return self._cond.wait_for(lambda: self._current is None, timeout=timeout)
 
     def close(self, timeout: float) -> bool:
         """Stop everything; return True if the work in progress ended within ``timeout``."""
         with self._cond:
             self._closing = True
             self._accepting = False
-            self._clear_prompts()
-            self._stop_current()
-            self._fail_calls()
-            return self._cond.wait_for(lambda: not self._scheduled, timeout=timeout)
+        self.stop()
+        return self.wait_idle(timeout)
 
-    def _clear_prompts(self) -> int:
-        # under self._cond
-        dropped = list(self._prompts)
-        self._prompts.clear()
+    def _drop_waiting(self) -> int:
+        # under self._cond: their steps, still on the model's queue, will do nothing
+        dropped, self._waiting = self._waiting, []
         for prompt in dropped:
             prompt.notify(Outcome(stop_reason='stopped', error='dropped while waiting'))
         return len(dropped)
 
-    def _fail_calls(self) -> None:
-        # under self._cond
-        for _, future in self._calls:
-            future.set_exception(RuntimeError('the worker is shut down'))
-        self._calls.clear()
-
     def _stop_current(self) -> None:
         # under self._cond; a reply still in prefill is stopped as soon as it starts
-        if self._busy:
+        if self._current is not None:
             self._stop_turn = True
-            if self._reply is not None:
-                self._reply.stop()
+            if self._turn is not None:
+                self._turn.reply.stop()
 
     # ---- on the model's worker thread -------------------------------------------------
-    def _schedule_step(self) -> None:
-        # under self._cond: hand the next work to the model's worker unless ours is there
-        if self._scheduled or not (self._calls or (self._accepting and self._prompts)):
-            return
-        try:
-            future = self.session.model.submit(self._step)
-        except RuntimeError as error:  # the model is closed: nothing can run any more
-            self.logger.error(f'the model takes no more work: {error}')
-            self._clear_prompts()
-            self._fail_calls()
-            return
-        self._scheduled = True
-        future.add_done_callback(self._step_failed)
-
     def _step_failed(self, future: Future) -> None:
-        # _step catches what a call or a turn raises: anything else is a bug, said here
+        # _answer catches what a turn raises: anything else is a bug, said here
         if future.exception() is not None:
             self.logger.error(f'chat step failed: {future.exception()!r}')
 
-    def _step(self) -> None:
-        # one call, or the start of one reply (whose end, in _ended, schedules the next step)
+    def _answer(self, prompt: Prompt) -> None:
+        # the start of one reply; it runs right after this, on this thread, and _ended ends it
         with self._cond:
-            if self._calls:
-                fn, future = self._calls.popleft()
-                prompt = None
-            elif self._accepting and self._prompts:
-                prompt = self._current = self._prompts.popleft()
-                self._busy = self._generating = True
-                self._stop_turn, self._reply = False, None
-            else:
-                self._step_done()
-                return
-        if prompt is None:
-            run_into(future, fn)
-            with self._cond:
-                self._step_done()
-            return
+            if prompt not in self._waiting:
+                return  # dropped or cancelled while it waited (already told)
+            self._waiting.remove(prompt)
+            self._current, self._stop_turn = prompt, False
+            self._generating = True
         try:
             self._begin(prompt)
         except PromptRejected as error:
@@ -438,16 +485,15 @@ class ChatWorker:
         session = self.session
         if prompt.reset:
             session.reset()
-        turn = session.start_turn(prompt, self._config())
+        with session.history.lock:  # the entries and their count change together
+            turn = session.start_turn(prompt, self._config())
+            self._open_entries = turn.added
         self.last_setup_s = time.monotonic() - prompt.received
         with self._cond:
-            self._reply = reply = turn.reply
+            self._turn = _Turn(prompt, turn)
             if self._stop_turn:
-                reply.stop()
-        # the reply runs on this thread right after this step: nothing else is queued
-        self._turn = _Turn(prompt, turn)
-        reply.subscribe(self._piece, self._ended)
-
+                turn.reply.stop()
+        turn.reply.subscribe(self._piece, self._ended)
     def _piece(self, text: str) -> None:
         turn = self._turn
         if turn.failure is not None:
@@ -473,14 +519,17 @@ class ChatWorker:
             outcome = Outcome(turn.turn_id, error=f'ending turn {turn.turn_id} failed: '
                                                   f'{type(error).__name__}: {error}')
             self.logger.error(outcome.error)
-        self._turn = None
         self._prompt_done(turn.prompt, outcome)
 
     def _finish(self, turn: _Turn) -> Outcome:
         reply, session = turn.reply, self.session
         error = reply.error or turn.failure
         # the chat first: what follows publishes, and a failure there must not lose the turn
-        session.finish(turn.turn, failed=error is not None)
+        with session.history.lock:
+            try:
+                session.finish(turn.turn, failed=error is not None)
+            finally:
+                self._open_entries = 0
         if error is not None:
             self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: {error}')
         self._report_calls(turn)
@@ -502,16 +551,9 @@ class ChatWorker:
                               f'{type(error).__name__}: {error}')
         finally:
             with self._cond:
-                self._busy = self._generating = False
-                self._reply, self._current = None, None
-                self._step_done()
-
-    def _step_done(self) -> None:
-        # under self._cond: our work on the model's worker is done; schedule the next, if any
-        self._scheduled = False
-        self._cond.notify_all()
-        if not self._closing:
-            self._schedule_step()
+                self._generating = False
+                self._turn, self._current = None, None
+                self._cond.notify_all()
 
     def _report_calls(self, turn: _Turn) -> int:
         # calls that really ran (the library records them as they run), each reported once

@@ -1,0 +1,159 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The node's bot functions: which ones the model may call, and ``~/call_function``'s calls.
+
+At configure ``NodeFunctions.load()`` makes the node's own list of records (no
+process-wide registry is written) from ``builtin_functions`` (library functions such as
+``DATE``) and ``functions_file`` (robot actions, each a ROS service: ``ros_bridge``).
+``serve_call()`` runs one ``~/call_function`` request on the node's pool and awaits it
+without holding an executor thread; at most ``MAX_CALLS_RUNNING`` run at once.
+"""
+
+from concurrent.futures import Executor, Future
+import threading
+from typing import Any, Callable, List, Optional
+
+from rclpy.task import Future as RclFuture
+
+from .edge import failed, Report
+from .ros_bridge import RosServiceFunctions
+from ..functions import execute, FunctionRegistry, parse_json_call
+
+MAX_CALL_NAME_CHARS = 256     # ~/call_function: longest function name taken
+MAX_CALL_ARGS_CHARS = 1 << 16  # ... and longest args_json
+MAX_CALLS_RUNNING = 16        # ~/call_function calls in progress at once; more are refused
+
+
+class NodeFunctions:
+    """The bot functions of one node, from configure to cleanup."""
+
+    def __init__(self, node: Any, pool: Executor, callback_group: Any):
+        self._node = node
+        self._pool = pool
+        self._group = callback_group  # the robot action clients' (responses arrive meanwhile)
+        self._running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
+        self.records: Optional[List[Any]] = None  # the enabled functions (None: none)
+        self.bridge: Optional[RosServiceFunctions] = None
+
+    @property
+    def names(self) -> List[str]:
+        """Return the names of the enabled functions."""
+        return [f.name for f in self.records or ()]
+
+    def load(self, config: Any) -> Optional[List[Any]]:
+        """
+        Return the bot functions the model may call (None: function calling is off).
+
+        Runs in ``on_configure`` before the model loads; raises ValueError saying what to
+        fix (the caller then calls ``unload()``).
+        """
+        registry = FunctionRegistry()  # the node's own: nothing module-level is written
+        try:
+            registry.load_builtins(config.builtin_functions)
+        except ValueError as error:
+            raise ValueError(f'builtin_functions: {error}') from None
+        functions: List[Any] = list(registry)
+        if config.functions_file:
+            self.bridge = RosServiceFunctions.from_yaml(
+                self._node, config.functions_file, callback_group=self._group)
+            clash = sorted(set(self.bridge.names) & {f.name for f in functions})
+            if clash:
+                raise ValueError(f"robot action(s) {', '.join(clash)} in "
+                                 f"'{config.functions_file}' have the name of a built-in "
+                                 'function; rename them')
+            functions.extend(self.bridge.functions)
+            services = ', '.join(f'{a.name} -> {a.service}' for a in self.bridge.actions.values())
+            self._node.get_logger().info(f"robot actions from '{config.functions_file}': "
+                                         f"{services or 'none (the file lists none)'}")
+        self.records = functions or None
+        return self.records
+
+    def unload(self) -> None:
+        """Undo ``load()``: interrupt waiting calls and destroy the clients."""
+        bridge, self.bridge, self.records = self.bridge, None, None
+        if bridge is not None:
+            bridge.destroy()
+
+    def interrupt(self) -> int:
+        """End the robot action calls in progress now (``~/stop``); return how many."""
+        bridge = self.bridge
+        if bridge is None:
+            return 0
+        return bridge.interrupt('interrupted by ~/stop before the service answered; the '
+                                'action may not have finished')
+
+    def list_into(self, response: Any) -> Any:
+        """Fill a ``~/list_functions`` response."""
+        functions = self.records or []
+        response.names = [f.name for f in functions]
+        response.descriptions = [f.doc_line() for f in functions]
+        response.docs = FunctionRegistry(functions).generate_docs()
+        return response
+
+    async def serve_call(self, request: Any, response: Any, incidents: Any) -> Any:
+        """Answer one ``~/call_function`` request (a coroutine: no executor thread waits)."""
+        if not self._running.acquire(blocking=False):
+            return failed(response, f'{MAX_CALLS_RUNNING} calls are in progress already; '
+                          'call again when one has ended', Report.RESULT)
+        try:
+            response.result = await self._in_pool(
+                lambda: self.call(request.name, request.args_json))
+            response.success = not response.result.startswith('error:')
+        except Exception as error:  # noqa: BLE001 - the callback's edge: report, go on
+            failed(response, incidents.failed('~/call_function', error), Report.RESULT)
+        finally:
+            self._running.release()
+        args = request.args_json.strip() or '{}'
+        line = (f'~/call_function {request.name[:80]}({args[:200]}'
+                f"{'...' if len(args) > 200 else ''}) -> {response.result[:300]}")
+        # (one call site per severity: rclpy refuses to change a call site's severity)
+        if response.success:
+            self._node.get_logger().info(line)
+        else:
+            self._node.get_logger().warning(line)
+        return response
+
+    def call(self, name: str, args_json: str) -> str:
+        """Run one call of ``~/call_function`` (a pool thread); return the result text."""
+        functions = self.records
+        if not functions:
+            return ('error: no bot functions are enabled on this node (set functions_file or '
+                    'builtin_functions and configure again)')
+        if len(name) > MAX_CALL_NAME_CHARS:
+            return f'error: the function name is {len(name)} characters long; no name is'
+        if len(args_json) > MAX_CALL_ARGS_CHARS:
+            return (f'error: args_json is {len(args_json)} characters long; at most '
+                    f'{MAX_CALL_ARGS_CHARS} are taken')
+        try:
+            call = parse_json_call(name, args_json)
+        except (ValueError, RecursionError) as error:
+            return f'error: malformed JSON arguments: {type(error).__name__}: {error}'[:400]
+        return execute(call, functions)
+
+    async def _in_pool(self, work: Callable[[], Any]) -> Any:
+        # run work on the node's pool; await it without holding an executor thread
+        done = RclFuture(executor=self._node.executor)
+        # a done callback makes the executor wake up (and resume the awaiting coroutine)
+        done.add_done_callback(lambda _: None)
+        self._pool.submit(work).add_done_callback(lambda ran: _settle(done, ran))
+        return await done
+
+
+def _settle(done: RclFuture, ran: Future) -> None:
+    # hand a pool job's outcome to the coroutine that awaits it
+    if ran.exception() is not None:
+        done.set_exception(ran.exception())
+    else:
+        done.set_result(ran.result())

@@ -1,0 +1,74 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The node's process: rclpy, the executor, the signals, and a clean exit (code 0).
+
+``run(make_node)`` runs the node ``make_node()`` builds until Ctrl-C, SIGTERM or the
+shutdown transition (the node's ``finalized`` future). The node's chat is stopped before the
+node and the context go, so a reply that streams at that moment ends quietly. Only the first
+SIGINT or SIGTERM counts (``signals``): the ones that follow it, as under ``ros2 launch``,
+cannot cut the shutdown short.
+"""
+
+import os
+from typing import Any, Callable, List, Optional
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+from .compat import initialized
+from .signals import ShutdownSignals
+
+EXECUTOR_THREADS = 4
+SHUTDOWN_WAIT_S = 10.0
+
+
+def run(make_node: Callable[[], Any], args: Optional[List[str]] = None) -> int:
+    """Run the node until it is finalized or the process is signalled; return the exit code."""
+    quiet_progress_bars()
+    log = rclpy.logging.get_logger('nano_llm')
+    stopping = ShutdownSignals(log.info)
+    with stopping:  # before rclpy.init(): rclpy's handler runs first, then this one
+        try:
+            with initialized(args):  # rclpy.init() is a context manager only from Kilted
+                try:
+                    node = make_node()
+                except ValueError as error:
+                    log.fatal(f'bad parameters: {error}')
+                    return 1
+                executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+                executor.add_node(node)
+                try:
+                    executor.spin_until_future_complete(node.finalized)
+                finally:
+                    stopping.ending()
+                    node.release()
+                    executor.shutdown(timeout_sec=SHUTDOWN_WAIT_S)
+                    node.destroy_node()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+    stopping.exit_after(0)
+    return 0
+
+
+def quiet_progress_bars() -> None:
+    """Keep model loading's tqdm bars ('Loading weights 0%|...') out of the node's log."""
+    # the process is the node's own, so it may say so for the libraries it loads
+    os.environ.setdefault('HF_HUB_DISABLE_PROGRESS_BARS', '1')
+    os.environ.setdefault('TQDM_DISABLE', '1')
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
