@@ -97,4 +97,3 @@ class Camera:
             return
         # keep no more pixels than the encoder can use (a 4K frame would be held in full)
         self.frames.put(shrink_to(image, self.side), time.monotonic())
-

@@ -162,6 +162,8 @@ class GenerateAction:
             with self._lock:
                 self._prompts[key] = prompt
             taken, note = self._worker.submit(prompt)
+            if taken and goal_handle.is_cancel_requested:  # cancelled before it was submitted
+                self._worker.cancel(prompt)
             if not taken:
                 run.finished(Outcome(error=f'goal not taken: {note}'))
             else:

@@ -188,7 +188,8 @@ class ChatLifecycleNode(LifecycleNode):
         result = super().on_activate(state)
         if result == SUCCESS:
             self._worker.resume()
-            self.get_logger().info(f'active: listening on {self.resolve_topic_name(ifc.INPUT_TEXT)}')
+            topic = self.resolve_topic_name(ifc.INPUT_TEXT)
+            self.get_logger().info(f'active: listening on {topic}')
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -12,8 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The node's reply topics: ``~/output/tokens``, ``~/output/stream``, ``~/output/reply`` and
-``~/output/calls``, lifecycle publishers from configure to cleanup.
+The node's reply topics, lifecycle publishers from configure to cleanup.
+
+``~/output/tokens``, ``~/output/stream``, ``~/output/reply`` and ``~/output/calls``.
 
 ``ReplyOutputs`` is the ``worker.Sink``: the chat's worker hands it each piece, each call
 that ran and the end of each turn on the model's worker thread, and it publishes them at

@@ -494,6 +494,7 @@ class ChatWorker:
             if self._stop_turn:
                 turn.reply.stop()
         turn.reply.subscribe(self._piece, self._ended)
+
     def _piece(self, text: str) -> None:
         turn = self._turn
         if turn.failure is not None:
