@@ -252,7 +252,7 @@ class ChatSession:
         """
         reply = turn.reply
         with self.history.lock:
-            if failed or reply.error is not None or not reply.done:
+            if failed or reply.record.error is not None or not reply.done:
                 self._undo(turn.added)
                 return False
             self.history.append('bot', reply)
