@@ -175,7 +175,9 @@ class ChatHistory:
         tools = self.tool_functions()
         if tools:
             from ..functions.registry import FunctionRegistry
-            text = text + '\n' + FunctionRegistry().generate_docs(functions=tools)
+            # the docs (and their prologue) in the template's own tool-call syntax
+            text = text + '\n' + FunctionRegistry().generate_docs(functions=tools,
+                                                                  template=self.template)
         message = ChatMessage('system', text=text, use_cache=use_cache)
         message.history = self
         message.tokens = self.tokenize_text(text)

@@ -151,7 +151,8 @@ class ChatSession:
         # the system message as the chat renders it: the prompt plus the functions' docs
         text = system_prompt or self.history.template.system_prompt or ''
         if self.functions:
-            text += '\n' + FunctionRegistry(self.functions).generate_docs()
+            text += '\n' + FunctionRegistry(self.functions).generate_docs(
+                template=self.history.template)  # as the history writes them
         return len(self.model.tokenize(text)) + TEMPLATE_MARGIN if text else 0
 
     def room_problem(self, system_prompt: Optional[str] = None, wrap_tokens: Optional[int] = None,
