@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .chat.reply import Figures
 from .chat.stream import StreamingResponse
 from .models.backend import Backend, EngineRequest, LogitsBackend
 from .models.base import Inputs, KVCache
@@ -237,7 +238,7 @@ def _overlap(text: str, stop: str) -> bool:
 
 # ---- the loop -------------------------------------------------------------------------------
 def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
-    """Generate one reply into ``job.stream``; record figures in ``stats``."""
+    """Generate one reply into ``job.stream``; its figures go to its record and ``stats``."""
     stream, cache = job.stream, job.cache
     limit = backend.config.max_context_len
     source = token_source(backend, job)
@@ -328,20 +329,12 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
             if injected:
                 inject(injected)
         flush()
-        _record(stats, len(job.inputs), len(stream.tokens), prefill_time,
-                time.perf_counter() - decode_start, first_token_at, job.submitted)
+        figures = stream.record.figures = Figures.measure(
+            len(job.inputs), len(stream.tokens), prefill_time,
+            time.perf_counter() - decode_start, first_token_at, job.submitted)
+        stats.update(figures.as_dict())
         stream.end(reason=reason)
     except Exception as error:  # noqa: BLE001 - handed to the reader, never lost in the worker
         stream.end(reason='error', error=error)
     finally:
         source.close()
-
-
-def _record(stats: Dict[str, float], n_in: int, n_out: int, prefill_time: float,
-            decode_time: float, first_token_at: Optional[float], submitted: float) -> None:
-    stats.update(
-        input_tokens=n_in, output_tokens=n_out,
-        prefill_time=prefill_time, prefill_rate=n_in / max(prefill_time, 1e-9),
-        decode_time=decode_time,
-        decode_rate=max(n_out - 1, 0) / max(decode_time, 1e-9) if n_out > 1 else 0.0,
-        time_to_first_token=(first_token_at - submitted) if first_token_at else float('nan'))

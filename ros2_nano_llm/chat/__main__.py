@@ -207,7 +207,7 @@ def run_turn(chat, entry: str, args: argparse.Namespace, out: Printer) -> None:
         if interrupt.interrupted:
             out('(reply stopped)', 'yellow', end='\n')
         if not args.disable_stats:
-            s = chat.model.stats
+            s = reply.record.figures.as_dict()  # this reply's own figures
             out(f"[{s['input_tokens']} in / {s['output_tokens']} out, "
                 f"TTFT {s['time_to_first_token'] * 1000:.0f} ms, "
                 f"prefill {s['prefill_rate']:.0f} tok/s, decode {s['decode_rate']:.1f} tok/s, "

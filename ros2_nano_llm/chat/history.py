@@ -26,7 +26,7 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .message import ChatMessage, normalize_role
-from .render import Renderer
+from .render import Positions, Renderer
 from .stream import StreamingResponse
 from .templates import ChatTemplate, template_for
 from ..models.base import Inputs, KVCache
@@ -35,7 +35,13 @@ REPLY_RESERVE = 256  # tokens kept free for the reply when max_tokens is not giv
 
 
 class ChatHistory:
-    """Multimodal chat history, indexable like a list of ``ChatMessage``."""
+    """
+    Multimodal chat history, indexable like a list of ``ChatMessage``.
+
+    ``kv_cache`` is the chat's KV cache; ``positions`` the table of where each message sat
+    in the last render (``render.Positions``: a message's ``start_token`` and
+    ``num_tokens`` read it).
+    """
 
     def __init__(self, model: Any, chat_template: Union[str, dict, ChatTemplate, None] = None,
                  system_prompt: Optional[str] = None, max_tokens: Optional[int] = None,
@@ -68,8 +74,9 @@ class ChatHistory:
         self.messages: List[ChatMessage] = []
         self.kv_cache: KVCache = model.new_cache()
         # the template's own markup is control tokens; message text never is
-        self._renderer = Renderer(self.template, model.backend.tokenize)
+        self._renderer = Renderer(self.template, model.backend.tokenize, self.content_input)
         self._keys: List[Any] = []
+        self.positions = Positions()
         self.reset()
 
     # ---- list behaviour ----------------------------------------------------------------
@@ -102,8 +109,8 @@ class ChatHistory:
         with self.lock:
             if isinstance(msg, StreamingResponse):
                 msg.wait()
-                if msg.kv_cache is not None:
-                    self.kv_cache = msg.kv_cache
+                if msg.record.kv_cache is not None:  # a fresh cache generate() made
+                    self.kv_cache = msg.record.kv_cache
                 messages = self._reply_messages(role, msg, **kwargs)
                 for message in messages[:-1]:
                     self._check(message)
@@ -131,7 +138,7 @@ class ChatHistory:
         # a reply that called template-style functions holds whole tool_response turns:
         # split it so the chat shows them as their own entries (same tokens, same cache)
         out, start = [], 0
-        for call in sorted(reply.calls, key=lambda c: c.token_start):
+        for call in sorted(reply.record.calls, key=lambda c: c.token_start):
             if not call.turn:
                 continue  # inline results stay in the bot's text
             out.append(self._bot_message(role, reply.tokens[start:call.token_start], **kwargs))
@@ -168,7 +175,9 @@ class ChatHistory:
         tools = self.tool_functions()
         if tools:
             from ..functions.registry import FunctionRegistry
-            text = text + '\n' + FunctionRegistry().generate_docs(functions=tools)
+            # the docs (and their prologue) in the template's own tool-call syntax
+            text = text + '\n' + FunctionRegistry().generate_docs(functions=tools,
+                                                                  template=self.template)
         message = ChatMessage('system', text=text, use_cache=use_cache)
         message.history = self
         message.tokens = self.tokenize_text(text)
@@ -189,6 +198,24 @@ class ChatHistory:
         special tokens (see ``render.Renderer``).
         """
         return list(self.model.backend.tokenize(text, special=False))
+
+    def content_input(self, message: ChatMessage) -> Any:
+        """
+        Return ``message``'s content as model input: plain-text token ids, or an embedding.
+
+        Computed once per message (kept in its ``tokens`` or ``embedding``). Text is
+        tokenized as plain text (``tokenize_text``), so it can never act as template
+        markup; an image is embedded by the model's backend.
+        """
+        if message.type == 'text':
+            if message.tokens is None:
+                message.tokens = self.tokenize_text(message.content)
+            return message.tokens
+        if message.type == 'image':
+            if message.embedding is None:
+                message.embedding = self.model.backend.embed_image(message.content)
+            return message.embedding
+        raise ValueError(f"messages of type '{message.type}' cannot be embedded by this model")
 
     def tool_functions(self) -> List[Any]:
         """Return the functions ``tools`` names (``True``: every enabled ``BotFunctions()``)."""
@@ -290,7 +317,7 @@ class ChatHistory:
 
     def render(self, add_generation_prompt: bool = True) -> Inputs:
         """
-        Return the whole chat as model input, updating every message's token counts.
+        Return the whole chat as model input, updating the table of ``positions``.
 
         Each message's ``start_token`` and ``num_tokens`` (and ``num_tokens`` of the
         history) reflect this render; the KV cache is not touched.
@@ -299,7 +326,7 @@ class ChatHistory:
             return self._render(add_generation_prompt)
 
     def _render(self, add_generation_prompt: bool = True) -> Inputs:
-        inputs = self._renderer.render(self.messages, add_generation_prompt)
+        inputs, self.positions = self._renderer.render(self.messages, add_generation_prompt)
         self._keys = inputs.keys
         return inputs
 
@@ -337,21 +364,22 @@ class ChatHistory:
         if self.wrap_tokens:
             return self.wrap_tokens
         limit = max_tokens or self.max_tokens
-        head = self.messages[0].num_tokens if self._head() else 0
+        head = self.positions.length(self.messages[0]) if self._head() else 0
         return max((limit - head) // 2, 1)
 
     def _wrap(self, inputs: Inputs, max_tokens: int, wrap_tokens: int) -> Inputs:
         # decide before changing anything: a chat that cannot fit stays exactly as it was
         head = self._head()
+
+        def kept_length(keep: Optional[int]) -> int:
+            kept = self.messages[:head] + self.messages[keep if keep is not None else head:]
+            return len(self._renderer.render(kept).inputs)
+
         keep = self.find_wrap_entry(wrap_tokens)
-        if keep is None or len(self._renderer.render(
-                self.messages[:head] + self.messages[keep:])) > max_tokens:
+        if keep is None or kept_length(keep) > max_tokens:
             keep = self.find_wrap_entry(0)  # wrap_tokens keeps too much: the newest turn only
-            if keep is None or len(self._renderer.render(
-                    self.messages[:head] + self.messages[keep:])) > max_tokens:
-                newest = len(self._renderer.render(self.messages[:head] + self.messages[
-                    keep if keep is not None else head:]))
-                self._render()  # the message positions of the unchanged chat again
+            if keep is None or kept_length(keep) > max_tokens:
+                newest = kept_length(keep)
                 with_system = ' with the system prompt' if head else ''
                 raise ValueError(f'the newest turn alone ({newest} tokens{with_system}) '
                                  f'exceeds max_tokens={max_tokens}; shorten the prompt')
@@ -368,9 +396,10 @@ class ChatHistory:
         with self.lock:
             if not any(m is message for m in self.messages):
                 return False
-            keys = self._renderer.render(self.messages, add_generation_prompt=False).keys
-            end = message._content_end
-            return end > message.start_token and self.kv_cache.common_prefix(keys) >= end
+            inputs, positions = self._renderer.render(self.messages, add_generation_prompt=False)
+            span = positions.get(message)
+            return span.content_end > span.start and \
+                self.kv_cache.common_prefix(inputs.keys) >= span.content_end
 
     @property
     def num_tokens(self) -> int:
@@ -389,13 +418,13 @@ class ChatHistory:
         Returns None when the whole chat (after the system prompt) fits already. When even
         the newest user turn is longer, that turn's index is returned.
         """
-        self._render(add_generation_prompt=False)
+        positions = self._renderer.render(self.messages, add_generation_prompt=False).positions
         head = self._head()
-        if sum(m.num_tokens for m in self.messages[head:]) <= wrap_tokens:
+        if sum(positions.length(m) for m in self.messages[head:]) <= wrap_tokens:
             return None
         total, entry = 0, None
         for i in range(len(self.messages) - 1, head - 1, -1):
-            total += self.messages[i].num_tokens
+            total += positions.length(self.messages[i])
             turn_start = self.messages[i].role == 'user' and (
                 i == head or self.messages[i - 1].role != 'user')
             if turn_start and (total <= wrap_tokens or entry is None):

@@ -14,9 +14,12 @@
 """ChatMessage: one entry of a chat (text, image, or a tool result)."""
 
 import itertools
-from typing import Any, List, Optional
+from typing import Any, List, Optional, TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # render.py imports this module
+    from .render import Span
 
 ROLE_ALIASES = {'assistant': 'bot', 'tool': 'tool_response', 'function': 'tool_response'}
 _uids = itertools.count()
@@ -47,9 +50,6 @@ class ChatMessage:
         self.index: Optional[int] = None
         self.prev: Optional['ChatMessage'] = None
         self.next: Optional['ChatMessage'] = None
-        self.start_token = 0
-        self._num_tokens = 0
-        self._content_end = 0   # where this message's content ends in the last render
         self.source: Optional[str] = None
         if text is not None and image is not None:
             raise ValueError('a ChatMessage holds text or an image, not both: append them in turn')
@@ -115,8 +115,24 @@ class ChatMessage:
 
     @property
     def num_tokens(self) -> int:
-        """Return the tokens this message takes in the chat (valid after ``embed_chat()``)."""
-        return self._num_tokens
+        """
+        Return the tokens this message takes in the chat (valid after ``embed_chat()``).
+
+        Read from the table of the history's last render (``ChatHistory.positions``); 0
+        for a message that render did not hold.
+        """
+        span = self._span()
+        return span.length if span is not None else 0
+
+    @property
+    def start_token(self) -> int:
+        """Return the position at which this message begins in the chat (as last rendered)."""
+        span = self._span()
+        return span.start if span is not None else 0
+
+    def _span(self) -> Optional['Span']:
+        # this message's place in the history's last render (None outside a chat)
+        return self.history.positions.get(self) if self.history is not None else None
 
     @property
     def cached(self) -> bool:
@@ -137,34 +153,16 @@ class ChatMessage:
 
         For text: the token ids of :attr:`template` as the chat renders them (an int64
         array, or a list with ``return_tensors='list'``); ``tokens`` holds the content's
-        ids and ``num_tokens`` the templated length. For an image: its embedding.
+        ids and ``num_tokens`` the templated length. For an image: its embedding. The
+        history tokenizes and embeds (``ChatHistory.content_input``).
         """
         if self.history is None:
             raise RuntimeError('embed() needs the message to belong to a ChatHistory')
         inputs = self.history.render(add_generation_prompt=False)
         if self.type != 'text':
-            return self.content_input()
-        ids = [int(k) for k in inputs.keys[self.start_token:self.start_token + self._num_tokens]]
+            return self.history.content_input(self)
+        ids = [int(k) for k in inputs.keys[self.start_token:self.start_token + self.num_tokens]]
         return np.asarray(ids, dtype=np.int64) if return_tensors == 'np' else ids
-
-    def content_input(self) -> Any:
-        """
-        Return the content as model input: plain-text token ids, or an image's embedding.
-
-        Computed once. Text is tokenized as plain text (control-token text in it stays
-        text), so it can never act as template markup.
-        """
-        if self.history is None:
-            raise RuntimeError('the message must belong to a ChatHistory to be tokenized')
-        if self.type == 'text':
-            if self.tokens is None:
-                self.tokens = self.history.tokenize_text(self.content)
-            return self.tokens
-        if self.type == 'image':
-            if self.embedding is None:
-                self.embedding = self.history.model.embed_image(self.content)
-            return self.embedding
-        raise ValueError(f"messages of type '{self.type}' cannot be embedded by this model")
 
     def describe(self) -> str:
         """Return a one-line text form (images as ``<image WxH>``)."""

@@ -16,29 +16,81 @@ Render chat messages into model input: template text around each message's conte
 
 The template decides the text around each message (``ChatTemplate.affixes``): consecutive
 messages of one role form one turn (an image then its question), so the role's prefix goes
-before the first of them and its suffix after the last. Each message records where it
-starts and how many positions it takes.
+before the first of them and its suffix after the last. A render returns the input and a
+table of :class:`Positions`: where each message starts, where its content ends and how many
+positions it takes. Messages are not written to; the history keeps the table of its last
+render.
 
 Only the template's own text is tokenized with special tokens parsed (``special=True``);
-message content (user text, captions, function results) comes from
-``ChatMessage.content_input()``, which tokenizes it as plain text, so text such as
+message content (user text, captions, function results) comes from the ``content``
+function the history hands in, which tokenizes text as plain text, so text such as
 ``<|im_end|>`` in a prompt can never close a turn.
 """
 
-from typing import Callable, Dict, List, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from .message import ChatMessage
 from .templates import ChatTemplate
 from ..models.base import Inputs
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where one message sits in a render: positions ``start`` to ``end`` (exclusive)."""
+
+    start: int
+    content_end: int  # where its content ends (a reply's tokens end here; its turn's end follows)
+    end: int
+
+    @property
+    def length(self) -> int:
+        """Return how many positions the message takes, template text included."""
+        return self.end - self.start
+
+
+class Positions:
+    """The table of one render: the :class:`Span` of each rendered message."""
+
+    def __init__(self):
+        """Start an empty table."""
+        self._spans: Dict[int, Span] = {}
+
+    def add(self, message: ChatMessage, span: Span) -> None:
+        """Record where ``message`` sits."""
+        self._spans[message.uid] = span
+
+    def get(self, message: ChatMessage) -> Optional[Span]:
+        """Return the span of ``message``, or None when the render did not hold it."""
+        return self._spans.get(message.uid)
+
+    def length(self, message: ChatMessage) -> int:
+        """Return the positions ``message`` takes (0 when the render did not hold it)."""
+        span = self.get(message)
+        return span.length if span is not None else 0
+
+
+class Rendering(NamedTuple):
+    """A render: the model input and the positions of its messages."""
+
+    inputs: Inputs
+    positions: Positions
+
+
 class Renderer:
     """Turns messages into ``Inputs``, tokenizing each template piece once."""
 
-    def __init__(self, template: ChatTemplate, tokenize: Callable[..., List[int]]):
-        """Use ``template``; ``tokenize(text, special=True)`` tokenizes its markup."""
+    def __init__(self, template: ChatTemplate, tokenize: Callable[..., List[int]],
+                 content: Callable[[ChatMessage], Any]):
+        """
+        Use ``template``; ``tokenize(text, special=True)`` tokenizes its markup.
+
+        ``content(message)`` returns a message's content as model input: plain-text token
+        ids, or an image's embedding (the history's ``content_input``).
+        """
         self.template = template
         self._tokenize = tokenize
+        self._content = content
         self._pieces: Dict[str, List[int]] = {}
 
     def tokens(self, text: str) -> List[int]:
@@ -48,27 +100,27 @@ class Renderer:
         return self._pieces[text]
 
     def render(self, messages: Sequence[ChatMessage],
-               add_generation_prompt: bool = True) -> Inputs:
-        """Return the whole chat as ``Inputs``; sets each message's start and length."""
-        out = Inputs()
+               add_generation_prompt: bool = True) -> Rendering:
+        """Return the whole chat as ``Inputs`` and the table of where each message sits."""
+        out, positions = Inputs(), Positions()
         affixes = self.template.affixes([m.role for m in messages])
         for msg, affix in zip(messages, affixes):
-            msg.start_token = len(out)
+            start = len(out)
             if affix is None:  # e.g. a system prompt on a template without a system role
-                msg._num_tokens = msg._content_end = 0
+                positions.add(msg, Span(start, start, start))
                 continue
             prefix, suffix = affix
             out.add_tokens(self.tokens(prefix))
-            content = msg.content_input()
+            content = self._content(msg)
             if msg.type == 'image':
                 out.add_embedding(content, key=('image', msg.uid))
                 if not suffix:  # the turn goes on (its question follows the image)
                     out.add_tokens(self.tokens('\n'))
             else:
                 out.add_tokens(content)
-            msg._content_end = len(out)  # a reply's tokens end here; its turn's end follows
+            content_end = len(out)
             out.add_tokens(self.tokens(suffix))
-            msg._num_tokens = len(out) - msg.start_token
+            positions.add(msg, Span(start, content_end, len(out)))
         if add_generation_prompt and messages and messages[-1].role != 'bot':
             out.add_tokens(self.tokens(self.template.generation_prompt()))
-        return out
+        return Rendering(out, positions)

@@ -151,7 +151,8 @@ class ChatSession:
         # the system message as the chat renders it: the prompt plus the functions' docs
         text = system_prompt or self.history.template.system_prompt or ''
         if self.functions:
-            text += '\n' + FunctionRegistry(self.functions).generate_docs()
+            text += '\n' + FunctionRegistry(self.functions).generate_docs(
+                template=self.history.template)  # as the history writes them
         return len(self.model.tokenize(text)) + TEMPLATE_MARGIN if text else 0
 
     def room_problem(self, system_prompt: Optional[str] = None, wrap_tokens: Optional[int] = None,
@@ -252,7 +253,7 @@ class ChatSession:
         """
         reply = turn.reply
         with self.history.lock:
-            if failed or reply.error is not None or not reply.done:
+            if failed or reply.record.error is not None or not reply.done:
                 self._undo(turn.added)
                 return False
             self.history.append('bot', reply)

@@ -11,12 +11,21 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""StreamingResponse: the bridge between the generation worker and its reader."""
+"""
+StreamingResponse: the bridge between the generation worker and its reader.
+
+The stream carries the reply's tokens and text. The record of the reply (its calls, why it
+ended, its figures, the stop request, the cache it extended) is a ``chat.reply.Reply`` that
+the stream points to as ``record``; the stream's ``calls``, ``stop_reason``, ``error``,
+``kv_cache``, ``stop()`` and ``stopped`` read it, for NanoLLM's users of the response.
+"""
 
 import logging
 import queue
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Sequence
+
+from .reply import Reply
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +50,25 @@ class StreamingResponse:
 
     Instead of iterating, a reader may ``subscribe()``: the pieces are then handed to it on
     the worker thread as they decode, with no hand-off to another thread (the node does so).
+
+    ``record`` is the reply's ``Reply`` (default: a new one for ``kv_cache``); the
+    properties below that read it are read-only.
     """
 
     def __init__(self, detokenize: Callable[[Sequence[int]], str],
-                 timeout: Optional[float] = 300.0, kv_cache: Any = None):
+                 timeout: Optional[float] = 300.0, kv_cache: Any = None,
+                 record: Optional[Reply] = None):
         self._detokenize = detokenize
         self._queue: 'queue.Queue[Any]' = queue.Queue()
         self._done = threading.Event()
-        self._stop = threading.Event()
         self.timeout = timeout
         self.tokens: List[int] = []
-        self.kv_cache = kv_cache
-        self.error: Optional[BaseException] = None
-        self.stop_reason: Optional[str] = None
+        self.record = record if record is not None else Reply(kv_cache)
         self._read = 0          # tokens consumed by the reader
         self._prefix_off = 0    # decode window start
         self._read_off = 0      # tokens already turned into text
         self._reading = False   # a reader has started iterating
         self._last_given = False  # the last piece (with eos) was handed out
-        self.calls: List[Any] = []   # function calls run during this reply
         self._lock = threading.Lock()  # orders put()/end() against subscribe()
         self._on_piece: Optional[Callable[[str], None]] = None
         self._on_end: Optional[Callable[['StreamingResponse'], None]] = None
@@ -86,8 +95,7 @@ class StreamingResponse:
         ``reason`` says it all.
         """
         with self._lock:
-            self.stop_reason = 'eos' if eos and reason == 'length' else reason
-            self.error = error
+            self.record.end('eos' if eos and reason == 'length' else reason, error)
             # done first: a reader that sees the end must also see ``done``
             self._done.set()
             if self._on_piece is None:
@@ -108,11 +116,6 @@ class StreamingResponse:
         except Exception:  # noqa: BLE001 - a subscriber's bug must not end generation silently
             log.exception('a reply subscriber failed; stopping the reply')
             self.stop()
-
-    @property
-    def stopped(self) -> bool:
-        """Return True once ``stop()`` was asked for."""
-        return self._stop.is_set()
 
     # ---- reader side -------------------------------------------------------------------
     def subscribe(self, on_piece: Callable[[str], None],
@@ -142,10 +145,6 @@ class StreamingResponse:
                         self._hand(on_piece, piece)
             if self._done.is_set():
                 self._deliver_end()
-
-    def stop(self) -> None:
-        """Ask the worker to end this reply after the current token."""
-        self._stop.set()
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -223,3 +222,33 @@ class StreamingResponse:
 
     def __str__(self) -> str:
         return self.text
+
+    # ---- the reply's record (read-only, for NanoLLM's users of the response) --------------
+    @property
+    def error(self) -> Optional[BaseException]:
+        """Return why generation failed (None unless it did): ``record.error``."""
+        return self.record.error
+
+    @property
+    def stop_reason(self) -> Optional[str]:
+        """Return why the reply ended (see the class docstring): ``record.stop_reason``."""
+        return self.record.stop_reason
+
+    @property
+    def calls(self) -> List[Any]:
+        """Return the function calls that ran during this reply: ``record.calls``."""
+        return self.record.calls
+
+    @property
+    def kv_cache(self) -> Any:
+        """Return the KV cache this reply extended: ``record.kv_cache``."""
+        return self.record.kv_cache
+
+    @property
+    def stopped(self) -> bool:
+        """Return True once ``stop()`` was asked for: ``record.stopped``."""
+        return self.record.stopped
+
+    def stop(self) -> None:
+        """Ask the worker to end this reply after the current token (on the record)."""
+        self.record.stop()

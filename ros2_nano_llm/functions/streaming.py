@@ -123,7 +123,7 @@ class FunctionHook:
             tokens += self._tool_turn(made.content) if made.turn else self._text_ids(
                 made.content)
             made.token_end = start + len(tokens)
-            stream.calls.append(made)
+            stream.record.calls.append(made)
         # the injected text is not model output: never detect calls inside it
         self.detector.push(self._text.new_text(list(stream.tokens) + tokens, True),
                            output=False)

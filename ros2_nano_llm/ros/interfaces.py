@@ -112,12 +112,13 @@ def chat_entries(history: Any) -> List[ChatEntry]:
     keys = history.kv_cache.keys
     entries = []
     for message in history.messages:
-        # positions are known once the chat was rendered; the newest reply is counted
+        # positions are in the table of the chat's last render; the newest reply is counted
         # by its own tokens until the next turn renders it with the template around it
-        rendered = message.num_tokens > 0
-        count = message.num_tokens if rendered else len(message.tokens or ())
+        span = history.positions.get(message)
+        rendered = span is not None and span.length > 0
+        count = span.length if rendered else len(message.tokens or ())
         if rendered:
-            in_cache = message.start_token + message.num_tokens <= cached
+            in_cache = span.end <= cached
         else:
             # the newest reply: cached when the cache ends with its tokens (the model
             # computed every one of them; a reply cut by length lacks its last one)

@@ -536,7 +536,7 @@ class ChatWorker:
         self._report_calls(turn)
         for made in reply.calls:
             self.logger.info(f'turn {turn.turn_id} called {made.call.raw} -> {made.result}')
-        stats = dict(session.model.stats) if error is None else None
+        stats = reply.record.figures.as_dict() if error is None else None  # this reply's own
         self.sink.finished(turn.turn_id, turn.pieces, reply.text if error is None else '', stats)
         if error is not None:
             return Outcome(turn.turn_id, error=f'reply failed: {type(error).__name__}: {error}')

@@ -65,7 +65,8 @@ def test_function_results_are_plain_text(model):
 
     tools.register(LOOKUP)
     history = ChatHistory(model, chat_template='chat-ml-tools', tools=tools)
-    assert 'LOOKUP()' in history[0].text          # the tool docs joined the system prompt
+    # the tool docs joined the system prompt, in the template's syntax (chat-ml-tools: JSON)
+    assert '"name": "LOOKUP"' in history[0].text
     history.append('user', 'Look it up.')
     history.append('bot', 'LOOKUP()')
     assert history.run_tools(history[-1]) == [EVIL]

@@ -16,9 +16,11 @@ Small scripted backends for model-free tests: real library code over fake model 
 
 ``Scripted`` and ``Engine`` speak a ten-word vocabulary (``WORDS``) for the generation
 loop's tests; ``Chars`` has one token per character, so real chat templates render on it
-and a ``NanoLLM``, a ``ChatHistory`` or a ``ChatSession`` runs on it without any model.
+and a ``NanoLLM``, a ``ChatHistory`` or a ``ChatSession`` runs on it without any model;
+``Seeing`` is ``Chars`` with an image encoder.
 """
 
+from dataclasses import replace
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -160,3 +162,18 @@ class Chars(LogitsBackend):
         del cache[pos:]
         cache.append(token)
         return self._logits()
+
+
+class Seeing(Chars):
+    """``Chars`` that takes images: each embeds to ``rows`` rows; ``embedded`` counts them."""
+
+    name = 'seeing'
+
+    def __init__(self, rows: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.config = replace(self.config, name='seeing', has_vision=True)
+        self.rows, self.embedded = rows, 0
+
+    def embed_image(self, image):
+        self.embedded += 1
+        return np.full((self.rows, 8), float(self.embedded), np.float32)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 
+from ros2_nano_llm.chat.reply import Reply
 from ros2_nano_llm.chat.templates import BUILTIN_TEMPLATES, ChatTemplate, get_template
 from ros2_nano_llm.functions import BotFunction, CallDetector, find_calls, format_result
 from ros2_nano_llm.functions.calltext import parse_json_calls
@@ -131,10 +132,11 @@ class _CharModel:
 
 
 class _Stream:
-    """The reply's tokens and calls, as the generation loop keeps them."""
+    """The reply's tokens and its record (with the calls), as the generation loop keeps them."""
 
     def __init__(self):
-        self.tokens, self.calls = [], []
+        self.tokens, self.record = [], Reply()
+        self.calls = self.record.calls
 
 
 def _drive_hook(hook, model, text):
