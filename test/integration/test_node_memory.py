@@ -20,8 +20,8 @@ leak of the sizes the issue found fails them, allocator noise does not).
 
 import time
 
-import pytest
 from node_harness import start_node, stop_node
+import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,4 +60,3 @@ def test_cleanup_and_configure_cycles_do_not_grow_memory(node):
         sizes.append(rss_mb(process))
     growth = sizes[-1] - sizes[2]  # after the first cycles (imports, caches warm up)
     assert growth < 4 * 3.0, f'RSS per cycle (MiB): {[round(s, 1) for s in sizes]}'
-
