@@ -25,8 +25,8 @@ whole turns.
 import threading
 import time
 
-import pytest
 from node_harness import grep, start_node, stop_node
+import pytest
 from rclpy.action import ActionClient
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from ros2_nano_llm.action import Generate

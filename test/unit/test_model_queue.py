@@ -49,4 +49,3 @@ def test_a_reply_runs_right_after_the_step_that_started_it():
                           'a call queued last']
     finally:
         model.close()
-

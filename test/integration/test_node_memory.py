@@ -1,0 +1,62 @@
+# Copyright 2026 The ros2_nano_llm Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Memory the node leaves behind, measured in the node's process over real DDS (issue 21 item 17).
+
+RSS is read from ``/proc/<pid>/status`` of the node process; the bounds are generous (a
+leak of the sizes the issue found fails them, allocator noise does not).
+"""
+
+import time
+
+from node_harness import start_node, stop_node
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MB = 2 ** 20
+
+
+def rss_mb(process):
+    """Return the node process's resident memory in MiB."""
+    with open(f'/proc/{process.process.pid}/status') as status:
+        for line in status:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    raise AssertionError('no VmRSS')
+
+
+@pytest.fixture
+def node(tmp_path, tiny_model_dir):
+    process, client = start_node(tmp_path, {'model': tiny_model_dir('llama'),
+                                            'max_new_tokens': 4}, activate=False)
+    try:
+        yield process, client
+    finally:
+        stop_node(process, client)
+
+
+@pytest.mark.xfail(reason='issue 21 item 17: about 4 MiB per cleanup/configure cycle is still '
+                   'kept (measured 436 -> 462 MiB over 6 cycles); the cause is not found yet',
+                   strict=False)
+def test_cleanup_and_configure_cycles_do_not_grow_memory(node):
+    process, client = node
+    sizes = []
+    for _ in range(7):
+        assert client.transition('configure'), process.log()[-3000:]
+        assert client.transition('cleanup'), process.log()[-3000:]
+        time.sleep(0.5)
+        sizes.append(rss_mb(process))
+    growth = sizes[-1] - sizes[2]  # after the first cycles (imports, caches warm up)
+    assert growth < 4 * 3.0, f'RSS per cycle (MiB): {[round(s, 1) for s in sizes]}'
