@@ -69,7 +69,7 @@ from .compat import initialized
 from .generate_action import GenerateAction
 from .ros_bridge import RosServiceFunctions
 from .signals import ShutdownSignals
-from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
+from .worker import ChatSession, ChatWorker, LatestFrame, Prompt
 from ..functions import execute, FunctionRegistry, parse_json_call
 from ..msg import FunctionCall as FunctionCallMsg, StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
@@ -152,7 +152,8 @@ class ChatLifecycleNode(LifecycleNode):
         self._last_error = ''
         self._vision_note_logged = False
         # turn ids keep increasing for the life of the process (clients key replies on them)
-        self._turn_ids = TurnIds()
+        # (and of a saved chat: never used twice, even across kill -9; see persistence)
+        self._turn_ids = persistence.ReservedTurnIds()
         self._calls_running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
         # the node's one thread pool (concurrent.futures): the model load, ~/call_function
         # calls and the history_file writes; the chat itself runs on the model's worker
@@ -210,7 +211,8 @@ class ChatLifecycleNode(LifecycleNode):
         if problem:
             self._unload_functions()
             return self._configure_failed(problem, "tool_choice 'auto'")
-        chat_file = persistence.ChatFile(config.history_file, log, self._pool) \
+        chat_file = persistence.ChatFile(config.history_file, log, self._pool, self._turn_ids,
+                                         config.kv_state_max_bytes) \
             if config.history_file else None
         # loaded off the executor; from then on the chat's work runs on the model's worker
         future = self._pool.submit(persistence.open_session, lambda: ChatSession.load(
@@ -294,6 +296,8 @@ class ChatLifecycleNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop any reply, drop waiting prompts and go quiet; the chat is kept."""
         self._quiet()
+        if self._chat_file is not None:
+            self._chat_file.save_state_soon()  # the KV state, on the pool
         self.get_logger().info('inactive: replies stopped, chat kept')
         return super().on_deactivate(state)
 
@@ -657,11 +661,12 @@ class ChatLifecycleNode(LifecycleNode):
         stream, reply = self._pub_stream, self._pub_reply
         if stream is None or reply is None:
             return
+        # before the publish: a reply (or goal result) a client has seen is on disk
+        self._chat_changed(turn_id)
         stamp = self.get_clock().now().to_msg()
         self._publish(lambda: (
             stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True)),
             reply.publish(String(data=text))))
-        self._chat_changed(turn_id)  # after the publish: the reply is out first
         if stats is not None:
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
@@ -687,10 +692,12 @@ class ChatLifecycleNode(LifecycleNode):
                 worker.stop()
 
     def _chat_changed(self, turn_id: Optional[int] = None) -> None:
-        # save the chat to history_file (a snapshot here, the write on the file's thread)
+        # save the chat to history_file (a snapshot here, the write on the pool) and wait
+        # until it is on disk: what is published after this is in the file
         chat_file, session, worker = self._chat_file, self._session, self._worker
         if chat_file is not None and session is not None and worker is not None:
-            chat_file.changed(session.history, worker.turn_id if turn_id is None else turn_id)
+            chat_file.save(session.history, worker.turn_id if turn_id is None else turn_id,
+                           WAIT_S)
 
     def publish_diagnostics(self, generating: Optional[bool] = None) -> None:
         """Publish the node's state and the last reply's figures on /diagnostics."""
