@@ -21,6 +21,14 @@ in the same folder, flush, fsync, rename, fsync the folder), so a kill at any in
 the old file or the new one, never a torn one. ``load()`` checks the file against the chat
 it goes into (version, model, template, context) and raises ``HistoryFileError`` saying why;
 ``quarantine()`` moves a bad file aside; it never deletes one.
+
+Every field is checked against the range it is used in before the chat changes: types,
+token ids inside the vocabulary, saved token ids on bot entries only, image sizes, and the
+application's ``extra`` data through the caller's ``check_extra``. A bot entry's saved
+token ids never bring template control tokens into the chat: the chat splits a reply's
+tool turns into entries of their own, so the template never puts its markup inside a bot
+entry; a bot entry whose ids hold one (a crafted file, or a model that emitted one) keeps
+its text, which is tokenized again as plain text, and the loader says so.
 """
 
 from dataclasses import dataclass, field
@@ -30,7 +38,7 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
@@ -232,6 +240,11 @@ def _check_structure(path: str, doc: Dict[str, Any]) -> None:
         raise bad("'template' must be a string")
     if doc.get('system_prompt') is not None and not isinstance(doc['system_prompt'], str):
         raise bad("'system_prompt' must be a string or null")
+    vocab = model.get('vocab_size')
+    if vocab is not None and not _is_int(vocab, 1):
+        raise bad("'model.vocab_size' must be a positive integer")
+    if not isinstance(doc.get('saved_at', ''), str):
+        raise bad("'saved_at' must be a string")
     if not isinstance(doc.get('extra', {}), dict):
         raise bad("'extra' must be an object")
     entries = doc.get('entries')
@@ -245,28 +258,50 @@ def _check_structure(path: str, doc: Dict[str, Any]) -> None:
             if not isinstance(entry.get('text'), str):
                 raise bad(f"entry {i} has no 'text' string")
             tokens = entry.get('tokens')
+            if tokens is not None and entry['role'] != 'bot':
+                raise bad(f"entry {i}: only bot entries keep their 'tokens' (a "
+                          f"{entry['role']} entry is tokenized from its text)")
             if tokens is not None and not (isinstance(tokens, list) and all(
-                    isinstance(t, int) and not isinstance(t, bool) for t in tokens)):
-                raise bad(f"entry {i}: 'tokens' must be a list of integers")
+                    _is_int(t, 0) for t in tokens)):
+                raise bad(f"entry {i}: 'tokens' must be a list of integers >= 0")
         elif entry.get('type') == 'image':
             name = entry.get('image')
             if not isinstance(name, str) or not _IMAGE_NAME.match(name):
                 raise bad(f"entry {i}: 'image' must name a file in the images folder")
+            if any(not _is_int(entry.get(side, 1), 1) for side in ('width', 'height')):
+                raise bad(f"entry {i}: 'width' and 'height' must be positive integers")
         else:
             raise bad(f"entry {i} has type {entry.get('type')!r} (text or image)")
 
 
-def load(history: Any, path: str) -> Dict[str, Any]:
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+CheckExtra = Callable[[Dict[str, Any]], str]  # the file's 'extra' -> why it is bad, or ''
+
+
+def load(history: Any, path: str, check_extra: Optional[CheckExtra] = None) -> Dict[str, Any]:
     """
     Replace the chat with the one saved in ``path``; return the file's ``extra`` data.
 
     The file must be for this model and template and fit the model's context; bot turns
     keep their saved token ids, so the loaded chat renders exactly as it did when saved
-    and the next reply continues it as if there had been no restart. On any error the
+    and the next reply continues it as if there had been no restart. ``check_extra``
+    checks the application's data first (a reason makes the file bad). On any error the
     chat is left as it was and HistoryFileError (or OSError) says why.
     """
+    return _load(history, path, check_extra)[0]
+
+
+def _load(history: Any, path: str, check_extra: Optional[CheckExtra]
+          ) -> Tuple[Dict[str, Any], List[str]]:
+    # load() and restore(): the file's extra and the notes on entries taken as plain text
     path = os.fspath(path)
     doc = read(path)
+    reason = check_extra(dict(doc.get('extra', {}))) if check_extra is not None else ''
+    if reason:
+        raise HistoryFileError(path, f"malformed: 'extra': {reason}")
     cfg = history.model.config
     if doc['model']['name'] != cfg.name:
         raise HistoryFileError(path, f"written for model '{doc['model']['name']}'; this chat "
@@ -278,7 +313,7 @@ def load(history: Any, path: str) -> Dict[str, Any]:
     if doc['template'] != history.template.name:
         raise HistoryFileError(path, f"written with chat template '{doc['template']}'; this "
                                      f"chat uses '{history.template.name}'")
-    messages = _messages(path, doc, cfg.vocab_size)
+    messages, notes = _messages(path, doc, cfg.vocab_size, control_tokens(history))
     with history.lock:
         old_messages, old_prompt = list(history.messages), history.system_prompt
         try:
@@ -297,12 +332,32 @@ def load(history: Any, path: str) -> Dict[str, Any]:
                 raise HistoryFileError(path, f'an entry does not fit this chat: {error}') \
                     from error
             raise
-    return dict(doc.get('extra', {}))
+    return dict(doc.get('extra', {})), notes
 
 
-def _messages(path: str, doc: Dict[str, Any], vocab_size: int) -> List[Any]:
+def control_tokens(history: Any) -> Set[int]:
+    """
+    Return the template's control-token ids: its markup's ids that no plain text gives.
+
+    Each piece of every role's markup is tokenized twice, with control tokens parsed and
+    as plain text; the ids only the first has (``<|im_start|>``, ``<|eot_id|>``, ...) are
+    the template's control tokens. The template's stop strings count as markup too.
+    """
+    tokenize, template = history.model.backend.tokenize, history.template
+    pieces = {template.generation_prompt(), *history.stop_tokens}
+    for role in template.roles:
+        pieces.update(template.split(role))
+    ids: Set[int] = set()
+    for piece in pieces:
+        if piece:
+            ids.update(set(tokenize(piece, special=True)) - set(tokenize(piece, special=False)))
+    return ids
+
+
+def _messages(path: str, doc: Dict[str, Any], vocab_size: int, control: Set[int]
+              ) -> Tuple[List[Any], List[str]]:
     from .message import ChatMessage
-    out = []
+    out, notes = [], []
     image_dir = path + IMAGES_SUFFIX
     for i, entry in enumerate(doc['entries']):
         if entry['role'] == 'system':
@@ -320,8 +375,14 @@ def _messages(path: str, doc: Dict[str, Any], vocab_size: int) -> List[Any]:
         if tokens is not None and any(t < 0 or t >= vocab_size for t in tokens):
             raise HistoryFileError(path, f'entry {i}: token ids outside the vocabulary '
                                          f'(0..{vocab_size - 1})')
+        if tokens is not None and control.intersection(tokens):
+            # never fed as they are: the text stays, tokenized as plain text
+            notes.append(f'entry {i}: its saved token ids hold template control tokens '
+                         f'{sorted(control.intersection(tokens))}, which the template never '
+                         'puts in a bot entry; its text is used as plain text instead')
+            tokens = None
         out.append(ChatMessage(entry['role'], text=entry['text'], tokens=tokens))
-    return out
+    return out, notes
 
 
 # ---- bad files ---------------------------------------------------------------------------
@@ -353,22 +414,23 @@ class Restored(NamedTuple):
     loaded: bool = False
 
 
-def restore(history: Any, path: str) -> Restored:
+def restore(history: Any, path: str, check_extra: Optional[CheckExtra] = None) -> Restored:
     """
     Load ``path`` into the chat if it exists; a bad file is moved aside and the chat kept.
 
-    Raises OSError when the file cannot be read, or is bad and cannot be moved aside (then
-    it must not be overwritten either).
+    ``check_extra`` as in ``load()``. Raises OSError when the file cannot be read, or is bad
+    and cannot be moved aside (then it must not be overwritten either).
     """
     try:
-        extra = load(history, path)
+        extra, notes = _load(history, path, check_extra)
     except FileNotFoundError:
         return Restored({}, f"no saved chat at '{path}' yet: starting a new chat there")
     except HistoryFileError as error:
         moved = quarantine(path)
         return Restored({}, f'{error}; moved aside to {os.path.basename(moved)}, starting a '
                             'new chat', moved)
-    return Restored(extra, f"chat restored from '{path}': {len(history)} entries", None, True)
+    note = f"chat restored from '{path}': {len(history)} entries"
+    return Restored(extra, '; '.join([note, *notes]), None, True)
 
 
 def _utc_now() -> datetime.datetime:

@@ -53,7 +53,7 @@ from .edge import edge, failed, Report
 from .generate_action import GenerateAction
 from .outputs import ReplyOutputs
 from .run import run
-from .worker import ChatWorker, INACTIVE, load_chat, LoadTimeout, Prompt, TurnIds
+from .worker import ChatWorker, INACTIVE, load_chat, LoadTimeout, Prompt
 from ..srv import CallFunction, GetHistory, ListFunctions
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
@@ -79,7 +79,9 @@ class ChatLifecycleNode(LifecycleNode):
         self._stats: Dict[str, float] = {}
         self._stats_turn = 0
         self._last_error = ''
-        self._turn_ids = TurnIds()  # for the life of the process (clients key replies on them)
+        # turn ids keep increasing for the life of the process (clients key replies on them)
+        # and of a saved chat: never used twice, even across kill -9 (see persistence)
+        self._turn_ids = persistence.ReservedTurnIds()
         # the node's one thread pool: the model load, ~/call_function calls, the chat file
         self._pool = ThreadPoolExecutor(MAX_CALLS_RUNNING + 2, thread_name_prefix='nano_llm')
         self.finalized = RclFuture()  # done after the shutdown transition: main() exits
@@ -123,7 +125,8 @@ class ChatLifecycleNode(LifecycleNode):
         problem = params.tool_choice_problem(config.tool_choice, self._functions.names)
         if problem:
             return self._configure_failed(problem, "tool_choice 'auto'")
-        chat_file = persistence.ChatFile(config.history_file, log, self._pool) \
+        chat_file = persistence.ChatFile(config.history_file, log, self._pool, self._turn_ids,
+                                         config.kv_state_max_bytes) \
             if config.history_file else None
         try:
             session = load_chat(config, self._pool, self._camera.frames, functions,
@@ -195,6 +198,8 @@ class ChatLifecycleNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop any reply, drop waiting prompts and refuse new work; the chat is kept."""
         self._quiet()
+        if self._chat_file is not None:
+            self._chat_file.save_state_soon()  # the KV state, on the pool
         self.get_logger().info('inactive: replies stopped, chat kept')
         return super().on_deactivate(state)
 
@@ -380,18 +385,20 @@ class ChatLifecycleNode(LifecycleNode):
 
     # ---- output -----------------------------------------------------------------------
     def _turn_ended(self, turn_id: int, stats: Optional[Dict[str, float]]) -> None:
-        # the reply is published (ReplyOutputs): save the chat, report the figures
+        # before the reply is published (ReplyOutputs): save the chat, so that a reply (or
+        # goal result) a client has seen is on disk; then report the figures
         self._chat_changed(turn_id)
         if stats is not None:
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
 
     def _chat_changed(self, turn_id: Optional[int] = None) -> None:
-        # save the chat to history_file (a snapshot here, the write on the node's pool)
+        # save the chat to history_file (a snapshot here, the write on the node's pool) and
+        # wait until it is on disk: what is published after this is in the file
         chat_file, worker = self._chat_file, self._worker
         if chat_file is not None and worker is not None:
-            chat_file.changed(worker.session.history,
-                              worker.turn_id if turn_id is None else turn_id)
+            chat_file.save(worker.session.history, worker.turn_id if turn_id is None else turn_id,
+                           WAIT_S)
 
     def publish_diagnostics(self, generating: Optional[bool] = None) -> None:
         """Publish the node's state and the last reply's figures on /diagnostics."""

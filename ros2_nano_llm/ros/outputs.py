@@ -30,7 +30,7 @@ from ..msg import FunctionCall, StreamToken
 
 
 class ReplyOutputs:
-    """Publishes replies as they stream; ``ended(turn_id, stats)`` follows each turn's end."""
+    """Publishes replies as they stream; ``ended(turn_id, stats)`` runs before each turn's end."""
 
     def __init__(self, node: Any, ended: Callable[[int, Optional[Dict[str, float]]], None],
                  lost: Callable[[], None]):
@@ -53,15 +53,15 @@ class ReplyOutputs:
 
     def finished(self, turn_id: int, pieces: int, text: str,
                  stats: Optional[Dict[str, float]]) -> None:
-        """Publish the end of a turn: the eos piece and the whole reply; then ``ended``."""
+        """Publish the end of a turn, ``ended`` first: the eos piece and the whole reply."""
         stream, reply = self._stream, self._reply
         if stream is None or reply is None:
             return
+        self._ended(turn_id, stats)  # before the publish: the chat file holds the reply
         stamp = self._now()
         self._publish(lambda: (
             stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True)),
             reply.publish(String(data=text))))
-        self._ended(turn_id, stats)  # after the publish: the reply is out first
 
     def function_called(self, turn_id: int, call: Any) -> None:
         """Publish one function call that really ran on ``~/output/calls``."""
