@@ -67,7 +67,7 @@ from . import params
 from . import persistence
 from .compat import initialized
 from .generate_action import GenerateAction
-from .ros_bridge import RosServiceFunctions
+from .robot import load_entries, RobotFunctions
 from .signals import ShutdownSignals
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
 from ..functions import execute, FunctionRegistry, parse_json_call
@@ -137,7 +137,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._worker: Optional[ChatWorker] = None
         self._session: Optional[ChatSession] = None
         self._functions: Optional[List[Any]] = None  # the enabled bot functions (records)
-        self._bridge: Optional[RosServiceFunctions] = None
+        self._bridge: Optional[RobotFunctions] = None
         self._chat_file: Optional[persistence.ChatFile] = None  # history_file, when set
         self._frames = LatestFrame()
         self._pub_tokens: Optional[LifecyclePublisher] = None
@@ -286,7 +286,8 @@ class ChatLifecycleNode(LifecycleNode):
         if self._generate is None:  # kept while inactive: a goal's result must reach its client
             self._generate = GenerateAction(
                 self, self._worker, lambda: self._config,
-                [f.name for f in self._functions or ()], self._frame_side, MAX_PROMPT_CHARS)
+                [f.name for f in self._functions or ()], self._frame_side, MAX_PROMPT_CHARS,
+                interrupt=self._interrupt_actions)
         topic = self.resolve_topic_name(ifc.INPUT_TEXT)
         self.get_logger().info(f'active: listening on {topic}')
         return SUCCESS
@@ -328,6 +329,8 @@ class ChatLifecycleNode(LifecycleNode):
     def _quiet(self) -> None:
         if self._worker is not None:
             self._worker.pause()
+            # a robot call of the reply ends now (stop message sent, goal cancelled)
+            self._interrupt_actions('interrupted: the node is deactivating or shutting down')
             if not self._worker.wait_idle(WAIT_S):
                 self.get_logger().warning(f'the reply did not stop within {WAIT_S:g} s')
         for subscription in self._active_subscriptions:
@@ -388,15 +391,21 @@ class ChatLifecycleNode(LifecycleNode):
             raise ValueError(f'builtin_functions: {error}') from None
         functions: List[Any] = list(registry)
         if config.functions_file:
-            self._bridge = RosServiceFunctions.from_yaml(
-                self, config.functions_file, callback_group=self._actions_group)
+            # parsed off the executor (bounded: size, entries, no YAML aliases)
+            parsing = self._pool.submit(load_entries, config.functions_file)
+            try:
+                entries = parsing.result(timeout=WAIT_S)
+            except FutureTimeout:
+                raise ValueError(f"'{config.functions_file}' was not parsed within "
+                                 f'{WAIT_S:g} s') from None
+            self._bridge = RobotFunctions(self, entries, callback_group=self._actions_group)
             clash = sorted(set(self._bridge.names) & {f.name for f in functions})
             if clash:
                 raise ValueError(f"robot action(s) {', '.join(clash)} in "
                                  f"'{config.functions_file}' have the name of a built-in "
                                  'function; rename them')
             functions.extend(self._bridge.functions)
-            services = ', '.join(f'{a.name} -> {a.service}'
+            services = ', '.join(f'{a.name} -> {a.kind} {a.target}'
                                  for a in self._bridge.actions.values())
             self.get_logger().info(f"robot actions from '{config.functions_file}': "
                                    f"{services or 'none (the file lists none)'}")
@@ -489,6 +498,8 @@ class ChatLifecycleNode(LifecycleNode):
         preview = text if len(text) <= 80 else f'{text[:77]}... ({len(text)} chars)'
         if taken:
             log.info(f'prompt {preview!r}' + (f' ({note})' if note else ''))
+            if note.startswith('interrupted'):  # busy_policy interrupt: its robot call ends
+                self._interrupt_actions('interrupted by a new prompt')
         else:
             reason = note.split('(')[0].rstrip(' 0123456789')  # e.g. '... already wait'
             self._incidents.dropped('prompts', reason, f'prompt dropped ({note}): {preview!r}')
@@ -570,12 +581,12 @@ class ChatLifecycleNode(LifecycleNode):
         self.get_logger().info(message)
         return response
 
-    def _interrupt_actions(self) -> int:
+    def _interrupt_actions(self, reason: str = 'interrupted by ~/stop before the service '
+                           'answered; the action may not have finished') -> int:
         bridge = self._bridge
         if bridge is None:
             return 0
-        return bridge.interrupt('interrupted by ~/stop before the service answered; the '
-                                'action may not have finished')
+        return bridge.interrupt(reason)
 
     @_edge('~/get_history', Report.MESSAGE)
     def _on_get_history(self, request: GetHistory.Request, response: GetHistory.Response
