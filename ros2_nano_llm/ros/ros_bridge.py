@@ -22,7 +22,7 @@ The service-only names of the robot bridge, kept for their users; the code is in
 from typing import Any, Dict
 
 from .robot.bridge import resolve, RobotFunctions, RosServiceFunctions
-from .robot.entries import (ARG_TYPES, Arg as ActionArg, DEFAULT_TIMEOUT, Entry as RobotAction,
+from .robot.entries import (Arg as ActionArg, ARG_TYPES, DEFAULT_TIMEOUT, Entry as RobotAction,
                             load_entries as load_actions, parse_entries as parse_actions)
 from .robot.fields import import_type, Layout, message_text as response_to_text
 

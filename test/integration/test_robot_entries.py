@@ -32,9 +32,9 @@ from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from ros2_nano_llm.functions import execute, parse_json_call  # noqa: E402
 from ros2_nano_llm.ros.robot import load_entries, parse_entries, RobotFunctions  # noqa: E402
+from ros2_nano_llm.ros.robot.entries import MAX_ENTRIES, MAX_FILE_BYTES  # noqa: E402
 # the names of the bridge before robot/: the cases of issue 21 (items 10, 11) use them
 from ros2_nano_llm.ros.ros_bridge import load_actions, RosServiceFunctions  # noqa: E402
-from ros2_nano_llm.ros.robot.entries import MAX_ENTRIES, MAX_FILE_BYTES  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from test_msgs.srv import BasicTypes  # noqa: E402
 
@@ -102,7 +102,7 @@ def test_huge_files_and_too_many_entries_are_refused(tmp_path):
 
 @pytest.fixture(scope='module')
 def ros():
-    """A private context: a test node (robot side) and the bridge's node, spun in a thread."""
+    """Yield a test node (the robot side) and the bridge's node, spun in a thread."""
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(os.environ.get('ROS_DOMAIN_ID') or 0))
     robot = rclpy.create_node('test_robot_entries_robot', context=context)
@@ -131,7 +131,8 @@ def test_any_argument_name_works_name_self_values(ros):
         return response
     server = robot.create_service(BasicTypes, '/test_robot_entries/greet', serve)
     bridge = RosServiceFunctions(node, [{
-        'name': 'greet', 'service': '/test_robot_entries/greet', 'type': 'test_msgs/srv/BasicTypes',
+        'name': 'greet', 'service': '/test_robot_entries/greet',
+        'type': 'test_msgs/srv/BasicTypes',
         'args': [{'name': 'name', 'type': 'str', 'field': 'string_value'},
                  {'name': 'self', 'type': 'int', 'field': 'int32_value'},
                  {'name': 'values', 'type': 'float', 'field': 'float64_value'}]}],
@@ -200,7 +201,7 @@ READ = {'name': 'odom', 'read': '/odom', 'type': 'nav_msgs/msg/Odometry'}
     (dict(TOPIC, args=[{'name': 'v', 'type': 'float', 'field': 'linear'}]),
      "robot action 'drive': arg 'v' \\(float\\) cannot fill message field 'linear' of type "
      "'geometry_msgs/Vector3' \\(only primitive fields"),
-    (dict(TOPIC, type='geometry_msgs/srv/Twist'), "message type must look like"),
+    (dict(TOPIC, type='geometry_msgs/srv/Twist'), 'message type must look like'),
     (dict(ACTION, type='nav2_msgs/action/NavigateToPose'),
      "robot action 'fib': unknown action type 'nav2_msgs/action/NavigateToPose': package "
      "'nav2_msgs' has no Python interfaces installed"),
@@ -228,8 +229,8 @@ def test_each_kind_fails_configure_naming_the_entry_and_field(ros, entry, messag
      "duration arg 'secs' needs min"),
     (dict(TOPIC, service='/s'), 'name exactly one of service, topic, action, read'),
     (dict(READ, args=[{'name': 'a', 'type': 'int'}]), r"unknown key\(s\) \['args'\]"),
-    (dict(SERVICE, args=[{'name': 'a', 'type': 'str', 'min': 1}]), 'min must be a number, '
-                                                                    'for an int or float arg'),
+    (dict(SERVICE, args=[{'name': 'a', 'type': 'str', 'min': 1}]),
+     'min must be a number, for an int or float arg'),
     (dict(SERVICE, args=[{'name': 'a', 'type': 'int', 'min': 5, 'max': 1}]),
      'min 5 is above max 1'),
     (dict(SERVICE, args=[{'name': 'a', 'type': 'int', 'choices': ['x']}]),

@@ -67,7 +67,7 @@ class Arg:
         return self.field or self.name
 
     def limits(self) -> Dict[str, Any]:
-        """Return the argument's JSON schema limits (``minimum``/``maximum``/``enum``)."""
+        """Return the JSON schema limits of the argument: minimum, maximum, enum."""
         out: Dict[str, Any] = {}
         if self.min is not None:
             out['minimum'] = self.min
@@ -185,7 +185,7 @@ def _parse_arg(raw: Any, where: str) -> Arg:
         _fail(where, f'arg name must be a Python identifier, got {name!r} '
                      "(quote YAML words such as 'on': unquoted they read as true)")
     if keyword.iskeyword(name):
-        _fail(where, f"arg name {name!r} is a Python keyword: a call cannot name it; "
+        _fail(where, f'arg name {name!r} is a Python keyword: a call cannot name it; '
                      'rename it and set field: to the field it fills')
     type_name = raw.get('type')
     if type_name not in ARG_TYPES:

@@ -12,8 +12,10 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The caller of a ``topic:`` entry: publish one message, or publish it at ``rate_hz`` for a
-duration and then the ``after:`` message (for ``/cmd_vel``: the zero Twist).
+The caller of a ``topic:`` entry: one message, or a stream of them and a stop message.
+
+It publishes one message, or publishes it at ``rate_hz`` for a duration and then the
+``after:`` message (for ``/cmd_vel``: the zero Twist).
 
 The ``after:`` message goes out however the publishing ends: its time is up, an interrupt
 (``~/stop``, a cancelled goal, an interrupting prompt, deactivate), the bridge shutting
