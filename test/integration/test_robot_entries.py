@@ -255,7 +255,7 @@ def test_limits_and_confirm_reach_the_record(ros):
         fib = next(f for f in bridge.functions if f.name == 'fibonacci')
         # the field's int32 range and the YAML's min/max: the narrower one
         assert fib.schema['properties']['order'] == {
-            'type': 'integer', 'description': 'how many numbers', 'minimum': 3, 'maximum': 46}
+            'type': 'integer', 'description': 'how many numbers', 'minimum': 20, 'maximum': 46}
         assert not drive.confirm
         assert bridge.call('where_am_i') == 'no message yet on /odom'  # no robot runs here
     finally:

@@ -55,13 +55,9 @@ class ActionCaller:
         entry = self.entry
         goal = self.layout.build(values)
         deadline = time.monotonic() + entry.timeout
-        while not self._client.server_is_ready():
-            if not waiter.pause(deadline - time.monotonic()):
-                return f'error: {entry.name}: {waiter.reason}'
-            if time.monotonic() >= deadline:
-                return (f"error: {entry.name}: action server '{entry.action}' is not "
-                        f'available (waited {entry.timeout:g} s)')
-            time.sleep(0.02)
+        if not waiter.ready(self._client.server_is_ready, deadline):
+            return f'error: {entry.name}: ' + (waiter.reason or (
+                f"action server '{entry.action}' is not available (waited {entry.timeout:g} s)"))
         feedback: List[Any] = []
 
         def on_feedback(message: Any) -> None:  # an executor thread: hand it to the caller

@@ -43,13 +43,9 @@ class ServiceCaller:
         request = self.layout.build(values)
         client = self._client
         deadline = time.monotonic() + entry.timeout
-        while not client.service_is_ready():
-            if not waiter.pause(deadline - time.monotonic()):
-                return f'error: {entry.name}: {waiter.reason}'
-            if time.monotonic() >= deadline:
-                return (f"error: {entry.name}: service '{entry.service}' is not available "
-                        f'(waited {entry.timeout:g} s)')
-            client.wait_for_service(timeout_sec=0.05)
+        if not waiter.ready(client.service_is_ready, deadline):
+            return f'error: {entry.name}: ' + (waiter.reason or (
+                f"service '{entry.service}' is not available (waited {entry.timeout:g} s)"))
         future = client.call_async(request)
         if not waiter.until(future, deadline):
             client.remove_pending_request(future)

@@ -14,7 +14,8 @@
 """
 The caller of a ``topic:`` entry: one message, or a stream of them and a stop message.
 
-It publishes one message, or publishes it at ``rate_hz`` for a duration and then the
+Once something subscribes to the topic (within the entry's ``timeout``), it publishes one
+message, or publishes it at ``rate_hz`` for a duration and then the
 ``after:`` message (for ``/cmd_vel``: the zero Twist).
 
 The ``after:`` message goes out however the publishing ends: its time is up, an interrupt
@@ -49,6 +50,12 @@ class TopicCaller:
         entry = self.entry
         msg = self.layout.build(values)
         duration = float(values[entry.duration_arg]) if entry.duration_arg else entry.duration
+        # a message nobody takes is lost: the robot would not move and the model be misled
+        deadline = time.monotonic() + entry.timeout
+        if not waiter.ready(lambda: self._publisher.get_subscription_count() > 0, deadline):
+            return f'error: {entry.name}: ' + (waiter.reason or (
+                f'nothing subscribes to {entry.topic} (waited {entry.timeout:g} s); nothing '
+                'was published'))
         if duration <= 0.0 and not entry.duration_arg:
             self._publisher.publish(msg)
             return f'published on {entry.topic}'

@@ -21,7 +21,7 @@ waiter's event; a ROS future's done callback or an interrupt wakes it at once.
 from contextlib import contextmanager
 import threading
 import time
-from typing import Any, Iterator, Set
+from typing import Any, Callable, Iterator, Set
 
 POLL_S = 0.05  # the longest a wait sleeps without looking (a missed wake-up costs this)
 
@@ -45,6 +45,13 @@ class Waiter:
             if not self.reason:
                 self.wake.clear()
         return not self.reason
+
+    def ready(self, is_ready: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``is_ready`` says so; return False if interrupted or past ``deadline``."""
+        while not is_ready():
+            if not self.pause(deadline - time.monotonic()) or time.monotonic() >= deadline:
+                return False
+        return True
 
     def until(self, future: Any, deadline: float) -> bool:
         """Wait for ``future`` until ``deadline``; return True if it is done (not interrupted)."""
