@@ -27,14 +27,13 @@ import pytest
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # before rclpy initialises
 
-import rclpy  # noqa: E402 - after the discovery setting above
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from ros2_nano_llm.functions import execute, parse_json_call  # noqa: E402
 from ros2_nano_llm.ros.robot import load_entries, parse_entries, RobotFunctions  # noqa: E402
 from ros2_nano_llm.ros.robot.entries import MAX_ENTRIES, MAX_FILE_BYTES  # noqa: E402
 # the names of the bridge before robot/: the cases of issue 21 (items 10, 11) use them
 from ros2_nano_llm.ros.ros_bridge import load_actions, RosServiceFunctions  # noqa: E402
+from spun_nodes import spun_nodes  # noqa: E402 - after the discovery setting
 from std_msgs.msg import String  # noqa: E402
 from test_msgs.srv import BasicTypes  # noqa: E402
 
@@ -103,21 +102,8 @@ def test_huge_files_and_too_many_entries_are_refused(tmp_path):
 @pytest.fixture(scope='module')
 def ros():
     """Yield a test node (the robot side) and the bridge's node, spun in a thread."""
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(os.environ.get('ROS_DOMAIN_ID') or 0))
-    robot = rclpy.create_node('test_robot_entries_robot', context=context)
-    node = rclpy.create_node('test_robot_entries', context=context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    executor.add_node(robot)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    yield robot, node
-    executor.shutdown(timeout_sec=5)
-    node.destroy_node()
-    robot.destroy_node()
-    rclpy.shutdown(context=context)
-    spinner.join(5)
+    with spun_nodes('test_robot_entries_robot', 'test_robot_entries') as nodes:
+        yield nodes
 
 
 def test_any_argument_name_works_name_self_values(ros):

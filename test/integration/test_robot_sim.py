@@ -23,22 +23,21 @@ watches /cmd_vel, /odom and the sim's events. The assertions are safety properti
 distance a drive makes, the zero Twist after every ending, the goal's cancel, limits.
 """
 
+import dataclasses
 import math
 import re
 import threading
 import time
 
 from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
 from node_harness import NodeProcess, REPO_ROOT, start_node, stop_node
 import pytest
 from rclpy.action import ActionClient
 from ros2_nano_llm.action import Generate
 from ros2_nano_llm.functions.context import CallContext, running
 from ros2_nano_llm.ros.robot import load_entries, RobotFunctions
-from ros2_nano_llm.ros.sim_robot import EVENTS_QOS
 from ros2_nano_llm.srv import CallFunction
-from std_msgs.msg import String
+from sim_client import SimClient
 import yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,38 +47,18 @@ STEP_PERIOD_S = 0.2  # the sim's Fibonacci step: order 20 takes about 3.8 s
 TOLERANCE_M = 0.15   # scheduling and delivery jitter of a loaded machine at 0.4 m/s
 
 
-class Watch:
-    """The test side: /cmd_vel and /odom with arrival times, the sim's events, goals."""
+class Watch(SimClient):
+    """The sim's test side, and the node's: /cmd_vel with arrival times, calls and goals."""
 
     def __init__(self, client):
-        self.client = client
-        node = client.node
-        self._cond = threading.Condition()
-        self.cmd = []     # (time.monotonic(), linear.x, angular.z)
-        self.odom = []    # Odometry
-        self.events = []  # the sim's events (dicts)
-        node.create_subscription(Twist, '/cmd_vel', self._on_cmd, 100)
-        node.create_subscription(Odometry, '/odom', self._keep(self.odom), 50)
-        node.create_subscription(String, '/sim_robot/events', self._on_event, EVENTS_QOS)
-        self.generate = ActionClient(node, Generate, f'{client.target}/generate')
-
-    def _keep(self, store):
-        def callback(msg):
-            with self._cond:
-                store.append(msg)
-                self._cond.notify_all()
-        return callback
+        super().__init__()
+        self.client = client  # the node's NodeClient
+        self.cmd = []  # (time.monotonic(), linear.x, angular.z) of every /cmd_vel
+        self.node.create_subscription(Twist, '/cmd_vel', self._on_cmd, 100)
+        self.generate = ActionClient(client.node, Generate, f'{client.target}/generate')
 
     def _on_cmd(self, msg):
         self._keep(self.cmd)((time.monotonic(), msg.linear.x, msg.angular.z))
-
-    def _on_event(self, msg):
-        self._keep(self.events)(yaml.safe_load(msg.data))
-
-    def wait(self, predicate, timeout=30.0, what='condition'):
-        """Wait until ``predicate()`` holds; fail after ``timeout`` seconds."""
-        with self._cond:
-            assert self._cond.wait_for(predicate, timeout), f'timed out waiting for {what}'
 
     def mark(self):
         """Return where the records are now: (commands, events)."""
@@ -95,18 +74,6 @@ class Watch:
         """Return the sim's events since ``mark`` (of one kind)."""
         with self._cond:
             return [e for e in self.events[mark[1]:] if kind is None or e['event'] == kind]
-
-    def settled(self):
-        """Wait until odometry reports zero velocity twice in a row; return (x, y)."""
-        def still():
-            return len(self.odom) > 2 and all(
-                m.twist.twist.linear.x == 0.0 and m.twist.twist.angular.z == 0.0
-                for m in self.odom[-2:])
-        time.sleep(0.1)
-        self.wait(still, what='the robot to stop')
-        with self._cond:
-            pose = self.odom[-1].pose.pose.position
-        return pose.x, pose.y
 
     def call(self, name, args='{}', timeout=60.0):
         """Run one function through the node's ~/call_function; return the response."""
@@ -158,6 +125,7 @@ def robot(tmp_path_factory):
         watch.wait(lambda: watch.odom, what='/odom')
         _until_the_sim_hears_the_node(watch)
         yield sim, process, watch
+        watch.close()
     finally:
         stop_node(process, client)
         assert sim.stop() == 0, sim.log()[-2000:]
@@ -182,12 +150,12 @@ def _zero_after(watch, mark, since):
 
 def test_drive_moves_the_sim_by_speed_times_duration_then_stops(robot):
     sim, _, watch = robot
-    x0, y0 = watch.settled()
+    x0, y0, _ = watch.settled()
     mark = watch.mark()
     response = watch.call('drive', '{"speed": 0.4, "seconds": 1.5}')
     assert response.success, response.result
     assert response.result.startswith('done: published on /cmd_vel for 1.5 s')
-    x1, y1 = watch.settled()
+    x1, y1, _ = watch.settled()
     travelled = math.hypot(x1 - x0, y1 - y0)
     print(f'drive 0.4 m/s x 1.5 s: travelled {travelled:.3f} m')
     assert abs(travelled - 0.6) < TOLERANCE_M, travelled
@@ -258,9 +226,26 @@ def test_deactivate_mid_reply_drive_sends_the_zero_twist(robot):
             client.wait_connected()
 
 
+def test_interrupting_prompt_mid_reply_drive_sends_the_zero_twist(robot):
+    _, _, watch = robot
+    client = watch.client
+    # tool_choice none: the interrupting prompt's own reply moves nothing
+    assert all(r.successful for r in client.set_params(busy_policy='interrupt',
+                                                       tool_choice='none'))
+    try:
+        answer, _ = _drive_then(watch, lambda: client.publish('Hello there.'),
+                                'an interrupting prompt', _model_creeps(watch))
+        calls = list(answer.result.calls)
+        assert [c.name for c in calls] == ['creep']
+        assert 'interrupted by a new prompt' in calls[0].result, calls[0].result
+    finally:
+        client.set_params(busy_policy='queue', tool_choice='auto')
+        client.settle(60.0)
+
+
 def test_read_returns_the_odometry_pose(robot):
     _, _, watch = robot
-    x, y = watch.settled()
+    x, y, _ = watch.settled()
     response = watch.call('where_am_i')
     assert response.success, response.result
     match = re.match(r'pose\.pose\.position\.x: (\S+), pose\.pose\.position\.y: (\S+), '
@@ -306,6 +291,20 @@ def test_feedback_is_reported_as_it_arrives(robot):
     assert reports[0][0] < ended - 1.0  # reported while the goal ran, not at its end
     gaps = [b[0] - a[0] for a, b in zip(reports, reports[1:])]
     assert min(gaps) >= 0.45, gaps  # throttled: at most 2 a second (19 feedbacks came)
+
+
+def test_the_timeout_cancels_the_robots_goal(robot):
+    _, _, watch = robot
+    entry = next(e for e in load_entries(SIM_YAML) if e.name == 'fibonacci')
+    bridge = RobotFunctions(watch.client.node, [dataclasses.replace(entry, timeout=1.0)])
+    mark = watch.mark()
+    try:
+        result = bridge.call('fibonacci', order=40)
+    finally:
+        bridge.destroy()
+    assert result == ("error: fibonacci: no result within 1 s; the robot's goal was cancelled")
+    watch.wait(lambda: watch.events_since(mark, 'canceled'), timeout=10.0,
+               what='the goal canceled on the sim')
 
 
 def test_stop_cancels_the_robots_goal(robot):
@@ -395,10 +394,21 @@ def test_bad_entries_of_each_kind_fail_configure_with_the_reason(robot, tmp_path
     _, process, watch = robot
     client = watch.client
     assert client.transition('deactivate') and client.transition('cleanup')
+    files = {kind: yaml.safe_dump([entry]) for kind, (entry, _) in BAD_ENTRIES.items()}
+    reasons = {kind: reason for kind, (_, reason) in BAD_ENTRIES.items()}
+    # a YAML bomb and a 50 MB file: refused at once, before anything is expanded or read
+    files['bomb'] = ('- name: a\n  service: /s\n  type: std_srvs/srv/Trigger\n  description: '
+                     '[&a [lol, lol], &b [*a, *a], &c [*b, *b]]\n')
+    reasons['bomb'] = 'YAML aliases \\(\\*name\\) are not allowed'
+    reasons['huge'] = f'has {50 << 20} bytes; at most {256 << 10} are taken'
     try:
-        for kind, (entry, reason) in BAD_ENTRIES.items():
+        for kind, reason in reasons.items():
             path = tmp_path / f'bad_{kind}.yaml'
-            path.write_text(yaml.safe_dump([entry]))
+            if kind == 'huge':
+                with open(path, 'w') as f:
+                    f.truncate(50 << 20)
+            else:
+                path.write_text(files[kind])
             assert all(r.successful for r in client.set_params(functions_file=str(path)))
             start = len(process.log())
             assert not client.transition('configure'), kind

@@ -16,7 +16,8 @@ Robot functions: the entries of a ``functions_file`` as bot functions (drives rc
 
 - ``entries``: the YAML file -> checked entries (bounded; aliases refused)
 - ``fields``: interface types by name, message fields by dotted path, messages as text
-- ``service``, ``topic``, ``action``, ``reader``: the caller of each kind of entry
+- ``caller``: what the bridge asks of a caller; ``service``, ``topic``, ``action``,
+  ``reader``: the caller of each kind of entry
 - ``waiting``: the calls in progress and their interrupt
 - ``bridge``: :class:`RobotFunctions`, the entries as ``BotFunction`` records
 

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 
+from .caller import Caller
 from .entries import Entry
 from .fields import Layout, message_text
 from .waiting import Waiter
@@ -37,14 +38,12 @@ CANCEL_WAIT_S = 2.0      # how long an interrupted call waits for the cancel's a
 _ENDED = {GoalStatus.STATUS_ABORTED: 'aborted', GoalStatus.STATUS_CANCELED: 'canceled'}
 
 
-class ActionCaller:
+class ActionCaller(Caller):
     """Sends the goals of one entry through its action client (created here)."""
 
     def __init__(self, node: Any, entry: Entry, action_type: Any, layout: Layout,
                  callback_group: Any):
-        self.entry = entry
-        self.layout = layout
-        self._node = node
+        super().__init__(node, entry, layout)
         self._client = ActionClient(node, action_type, entry.action,
                                     callback_group=callback_group)
         self._lock = threading.Lock()

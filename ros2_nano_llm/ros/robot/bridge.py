@@ -27,6 +27,7 @@ import os
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from .action import ActionCaller, CANCEL_WAIT_S
+from .caller import Caller
 from .entries import ARG_TYPES, Entry, load_entries, parse_entries
 from .fields import field_type, import_type, INT_RANGES, Layout
 from .reader import TopicReader
@@ -91,7 +92,7 @@ class RobotFunctions:
         self._after = {e.name: Layout(self._layouts[e.name].msg_class, e.type, 'message',
                                       f"robot action '{e.name}': after", (), e.after)
                        for e in entries if e.after is not None}
-        self._callers: Dict[str, Any] = {}
+        self._callers: Dict[str, Caller] = {}
         self._waiters = Waiters()
         self._registry: Any = None
         self._functions: Dict[str, BotFunction] = {
@@ -106,7 +107,7 @@ class RobotFunctions:
         if registry is not None:
             self.register(registry)
 
-    def _make_caller(self, entry: Entry, group: Any) -> Any:
+    def _make_caller(self, entry: Entry, group: Any) -> Caller:
         ros_type, layout = self._types[entry.name], self._layouts[entry.name]
         if entry.kind == 'service':
             return ServiceCaller(self.node, entry, ros_type, layout, group)

@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from .caller import Caller
 from .entries import Entry
 from .fields import message_text
 from .waiting import Waiter
@@ -33,12 +34,11 @@ READ_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                       reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
-class TopicReader:
+class TopicReader(Caller):
     """Keeps the latest message of one topic (its subscription is created here)."""
 
     def __init__(self, node: Any, entry: Entry, msg_type: Any, callback_group: Any):
-        self.entry = entry
-        self._node = node
+        super().__init__(node, entry)
         self._lock = threading.Lock()
         self._latest: Optional[Tuple[Any, float]] = None
         self._subscription = node.create_subscription(
@@ -57,9 +57,6 @@ class TopicReader:
         msg, received = latest
         age = time.monotonic() - received
         return f'{message_text(msg, self.entry.fields)} (age {age:.2f} s)'
-
-    def finish(self, timeout: float) -> None:
-        """Nothing runs: a read returns at once."""
 
     def destroy(self) -> None:
         """Destroy the subscription."""

@@ -21,19 +21,18 @@ the late response.
 import time
 from typing import Any, Dict
 
+from .caller import Caller
 from .entries import Entry
 from .fields import Layout, message_text
 from .waiting import Waiter
 
 
-class ServiceCaller:
+class ServiceCaller(Caller):
     """Calls the service of one entry through its client (created here)."""
 
     def __init__(self, node: Any, entry: Entry, srv_type: Any, layout: Layout,
                  callback_group: Any):
-        self.entry = entry
-        self.layout = layout
-        self._node = node
+        super().__init__(node, entry, layout)
         self._client = node.create_client(srv_type, entry.service,
                                           callback_group=callback_group)
 
@@ -60,9 +59,6 @@ class ServiceCaller:
             exc = future.exception()
             return f'error: {entry.name}: {type(exc).__name__}: {exc}'
         return message_text(future.result())
-
-    def finish(self, timeout: float) -> None:
-        """Nothing to wait for: a service call cannot be taken back."""
 
     def destroy(self) -> None:
         """Destroy the client."""

@@ -27,20 +27,19 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from .caller import Caller
 from .entries import Entry
 from .fields import Layout
 from .waiting import Waiter
 
 
-class TopicCaller:
+class TopicCaller(Caller):
     """Publishes the messages of one entry through its publisher (created here)."""
 
     def __init__(self, node: Any, entry: Entry, msg_type: Any, layout: Layout,
                  after: Optional[Layout], qos: Any = 10):
-        self.entry = entry
-        self.layout = layout
+        super().__init__(node, entry, layout)
         self._after = after
-        self._node = node
         self._lock = threading.Lock()  # one publication sequence at a time per topic
         self._publisher = node.create_publisher(msg_type, entry.topic, qos)
         self.after_count = 0  # 'after' messages published (shown in the log and tests)
