@@ -20,8 +20,8 @@ again after fixing the parameters); ``activate`` creates the subscriptions and s
 lets prompts in; ``deactivate`` stops any reply and goes quiet (the chat is kept);
 ``cleanup`` frees the model; ``shutdown`` works from any state.
 
-Bot functions: at ``configure`` the robot actions of ``functions_file`` (each one ROS
-service, see ``ros_bridge``) and the ``builtin_functions`` become the functions the model
+Bot functions: at ``configure`` the robot functions of ``functions_file`` (services, topics,
+actions and readers, see ``robot``) and the ``builtin_functions`` become the functions the model
 may call: the node's own list of records (no process-wide registry is written). Their docs
 join the system prompt and every reply runs the calls it makes (each one is published on
 ``~/output/calls``; ``tool_choice`` says whether and what to call). ``~/call_function`` runs

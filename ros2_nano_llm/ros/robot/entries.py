@@ -335,7 +335,8 @@ class _NoAliasLoader(yaml.SafeLoader):
 def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> str:
     """Return the text of the regular file ``path``, refusing one over ``limit`` bytes."""
     try:
-        with open(path, 'rb') as f:
+        # O_NONBLOCK: opening a fifo (or a device) must not wait for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), 'rb') as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise ValueError(f'robot actions file {path!r} is not a regular file')
