@@ -177,6 +177,8 @@ READ = {'name': 'odom', 'read': '/odom', 'type': 'nav_msgs/msg/Odometry'}
      'test_msgs/srv/BasicTypes request fields are: bool_value'),
     (dict(SERVICE, set={'string_value': 3}),
      "robot action 'srv': set 'string_value': 'string_value' must be str, got 3"),
+    (dict(TOPIC, duration=1.0, after={'linear.x': 'stop'}),
+     "robot action 'drive': after 'linear.x': 'linear.x' must be a number, got 'stop'"),
     (dict(TOPIC, args=[{'name': 'v', 'type': 'float', 'field': 'linear.q'}]),
      "robot action 'drive': arg 'v' needs message field 'linear.q', but "
      "geometry_msgs/msg/Twist message field 'linear' has the fields: x, y, z"),

@@ -128,6 +128,20 @@ class ActionCaller(Caller):
         for handle in running:
             handle.cancel_goal_async()
 
+    def detach(self) -> bool:
+        """
+        Remove the action client from the node's waitables (the executor wakes up).
+
+        rclpy's executor collects the waitables, then enters each: one destroyed between the
+        two steps ends the executor (InvalidHandle). Detached first and destroyed a moment
+        later, the client is no longer in any wait set being built.
+        """
+        self._node.remove_waitable(self._client)
+        return True
+
     def destroy(self) -> None:
         """Destroy the action client."""
-        self._client.destroy()
+        try:
+            self._client.destroy()
+        except ValueError:  # detach() took it off the node's waitables already
+            pass

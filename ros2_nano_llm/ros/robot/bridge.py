@@ -24,6 +24,7 @@ problems come back as ``error: ...`` text. :meth:`interrupt` ends every call in 
 
 import inspect
 import os
+import time
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from .action import ActionCaller, CANCEL_WAIT_S
@@ -37,6 +38,7 @@ from .waiting import Waiters
 from ...functions.registry import BotFunction
 
 FINISH_S = 2.0  # destroy(): how long a call in progress may take to end before the handles go
+DETACH_S = 0.1  # destroy(): between taking action clients off the executor and destroying them
 _INTERFACE = {'service': 'srv', 'topic': 'msg', 'action': 'action', 'read': 'msg'}
 _PART = {'service': ('Request', 'request'), 'action': ('Goal', 'goal'),
          'topic': (None, 'message'), 'read': (None, 'message')}
@@ -90,7 +92,7 @@ class RobotFunctions:
         self._types = {name: ros_type for name, (ros_type, _) in resolved.items()}
         self._layouts = {name: layout for name, (_, layout) in resolved.items()}
         self._after = {e.name: Layout(self._layouts[e.name].msg_class, e.type, 'message',
-                                      f"robot action '{e.name}': after", (), e.after)
+                                      f"robot action '{e.name}'", (), e.after, 'after')
                        for e in entries if e.after is not None}
         self._callers: Dict[str, Caller] = {}
         self._waiters = Waiters()
@@ -237,6 +239,9 @@ class RobotFunctions:
         callers, self._callers = dict(self._callers), {}
         for caller in callers.values():
             caller.finish(FINISH_S)
+        detached = [caller.detach() for caller in callers.values()]
+        if any(detached):
+            time.sleep(DETACH_S)  # the executor's next wait set is built without them
         for caller in callers.values():
             try:
                 caller.destroy()

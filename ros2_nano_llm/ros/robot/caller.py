@@ -36,6 +36,10 @@ class Caller(ABC):
     def finish(self, timeout: float) -> None:
         """Let a call in progress end before the handle goes (default: nothing to wait for)."""
 
+    def detach(self) -> bool:
+        """Take the handle out of the executor's waits before :meth:`destroy`; True if done."""
+        return False
+
     @abstractmethod
     def destroy(self) -> None:
         """Destroy the ROS handle."""

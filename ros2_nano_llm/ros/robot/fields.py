@@ -210,13 +210,15 @@ class Layout:
     """
     How one message class is filled: constant fields (``set``) and argument fields by path.
 
+    ``key`` names the constants in errors (``set``, or ``after`` for a stop message).
+
     Built at configure; raises ValueError naming ``where`` and the field for an unknown
     path, a non-primitive target or a constant that does not fit.
     """
 
     def __init__(self, msg_class: Any, type_name: str, part: str, where: str,
                  args: Sequence[Tuple[str, str, type]] = (),
-                 constants: Sequence[Tuple[str, Any]] = ()):
+                 constants: Sequence[Tuple[str, Any]] = (), key: str = 'set'):
         self.msg_class = msg_class
         self.slots: List[Slot] = []
         for name, path, arg_type in args:
@@ -240,7 +242,7 @@ class Layout:
                     raise ValueError(problem)
                 self.constants.append((path, convert(value, field, path)))
             except ValueError as exc:
-                raise ValueError(f"{where}: set '{path}': {exc}") from None
+                raise ValueError(f"{where}: {key} '{path}': {exc}") from None
         try:
             self.build({})  # a constant the message refuses (a too long string) fails here
         except (AssertionError, TypeError, ValueError) as exc:

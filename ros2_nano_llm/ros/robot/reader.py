@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Tuple
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from .caller import Caller
@@ -41,8 +42,10 @@ class TopicReader(Caller):
         super().__init__(node, entry)
         self._lock = threading.Lock()
         self._latest: Optional[Tuple[Any, float]] = None
+        # no QoS event handlers (see topic.py): the bridge is destroyed while the node spins
         self._subscription = node.create_subscription(
-            msg_type, entry.read, self._on_message, READ_QOS, callback_group=callback_group)
+            msg_type, entry.read, self._on_message, READ_QOS, callback_group=callback_group,
+            event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
 
     def _on_message(self, msg: Any) -> None:
         with self._lock:

@@ -27,6 +27,8 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
+from rclpy.event_handler import PublisherEventCallbacks
+
 from .caller import Caller
 from .entries import Entry
 from .fields import Layout
@@ -41,7 +43,11 @@ class TopicCaller(Caller):
         super().__init__(node, entry, layout)
         self._after = after
         self._lock = threading.Lock()  # one publication sequence at a time per topic
-        self._publisher = node.create_publisher(msg_type, entry.topic, qos)
+        # no QoS event handlers: destroying one while the executor waits on it ends the
+        # process (rclpy), and the bridge is destroyed at cleanup while the node spins
+        self._publisher = node.create_publisher(
+            msg_type, entry.topic, qos,
+            event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
         self.after_count = 0  # 'after' messages published (shown in the log and tests)
 
     def call(self, values: Dict[str, Any], waiter: Waiter) -> str:
