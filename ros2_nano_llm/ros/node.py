@@ -405,8 +405,10 @@ class ChatLifecycleNode(LifecycleNode):
                                  f"'{config.functions_file}' have the name of a built-in "
                                  'function; rename them')
             functions.extend(self._bridge.functions)
-            services = ', '.join(f'{a.name} -> {a.kind} {a.target}'
-                                 for a in self._bridge.actions.values())
+            # (a service is the kind the file has always had: only the others are named)
+            services = ', '.join(f'{a.name} -> {a.target}' + (
+                '' if a.kind == 'service' else f' ({a.kind})')
+                for a in self._bridge.actions.values())
             self.get_logger().info(f"robot actions from '{config.functions_file}': "
                                    f"{services or 'none (the file lists none)'}")
         return functions or None
