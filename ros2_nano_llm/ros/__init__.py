@@ -18,6 +18,8 @@ The ROS 2 side of ros2_nano_llm: the only package that imports rclpy.
 - ``params``: the settings table (``..settings``) declared with descriptors -> ``NodeConfig``
 - ``interfaces``: topic and service names, QoS, msg <-> chat conversions
 - ``worker``: the chat session and its work on the model's worker thread (no rclpy)
-- ``ros_bridge``: robot actions, bot functions that call ROS services
+- ``robot``: robot functions (``functions_file``): services, topics, actions and readers
+  as bot functions (``ros_bridge`` keeps the older service-only names)
+- ``sim_robot``: the simulated robot (``nano_llm_sim_robot``)
 - ``persistence``: the chat's ``history_file``: restored at configure, saved after changes
 """

@@ -16,24 +16,28 @@ The node's bot functions: which ones the model may call, and ``~/call_function``
 
 At configure ``NodeFunctions.load()`` makes the node's own list of records (no
 process-wide registry is written) from ``builtin_functions`` (library functions such as
-``DATE``) and ``functions_file`` (robot actions, each a ROS service: ``ros_bridge``).
+``DATE``) and ``functions_file`` (robot functions: services, topics, actions and readers,
+see ``robot``; the file is parsed on the node's pool, bounded in size).
 ``serve_call()`` runs one ``~/call_function`` request on the node's pool and awaits it
 without holding an executor thread; at most ``MAX_CALLS_RUNNING`` run at once.
 """
 
 from concurrent.futures import Executor, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 import threading
 from typing import Any, Callable, List, Optional
 
 from rclpy.task import Future as RclFuture
 
 from .edge import failed, Report
-from .ros_bridge import RosServiceFunctions
+from .robot import load_entries, RobotFunctions
 from ..functions import execute, FunctionRegistry, parse_json_call
 
 MAX_CALL_NAME_CHARS = 256     # ~/call_function: longest function name taken
 MAX_CALL_ARGS_CHARS = 1 << 16  # ... and longest args_json
 MAX_CALLS_RUNNING = 16        # ~/call_function calls in progress at once; more are refused
+PARSE_TIMEOUT_S = 10.0        # functions_file parsing (bounded anyway: size, entries, no aliases)
+STOPPED = 'interrupted by ~/stop before the call ended; the action may not have finished'
 
 
 class NodeFunctions:
@@ -45,7 +49,7 @@ class NodeFunctions:
         self._group = callback_group  # the robot action clients' (responses arrive meanwhile)
         self._running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
         self.records: Optional[List[Any]] = None  # the enabled functions (None: none)
-        self.bridge: Optional[RosServiceFunctions] = None
+        self.bridge: Optional[RobotFunctions] = None
 
     @property
     def names(self) -> List[str]:
@@ -66,15 +70,23 @@ class NodeFunctions:
             raise ValueError(f'builtin_functions: {error}') from None
         functions: List[Any] = list(registry)
         if config.functions_file:
-            self.bridge = RosServiceFunctions.from_yaml(
-                self._node, config.functions_file, callback_group=self._group)
+            parsing = self._pool.submit(load_entries, config.functions_file)  # off the executor
+            try:
+                entries = parsing.result(timeout=PARSE_TIMEOUT_S)
+            except FutureTimeout:
+                raise ValueError(f"'{config.functions_file}' was not parsed within "
+                                 f'{PARSE_TIMEOUT_S:g} s') from None
+            self.bridge = RobotFunctions(self._node, entries, callback_group=self._group)
             clash = sorted(set(self.bridge.names) & {f.name for f in functions})
             if clash:
                 raise ValueError(f"robot action(s) {', '.join(clash)} in "
                                  f"'{config.functions_file}' have the name of a built-in "
                                  'function; rename them')
             functions.extend(self.bridge.functions)
-            services = ', '.join(f'{a.name} -> {a.service}' for a in self.bridge.actions.values())
+            # (a service is the kind the file has always had: only the others are named)
+            services = ', '.join(f'{a.name} -> {a.target}' + (
+                '' if a.kind == 'service' else f' ({a.kind})')
+                for a in self.bridge.actions.values())
             self._node.get_logger().info(f"robot actions from '{config.functions_file}': "
                                          f"{services or 'none (the file lists none)'}")
         self.records = functions or None
@@ -86,13 +98,12 @@ class NodeFunctions:
         if bridge is not None:
             bridge.destroy()
 
-    def interrupt(self) -> int:
-        """End the robot action calls in progress now (``~/stop``); return how many."""
+    def interrupt(self, reason: str = STOPPED) -> int:
+        """End the robot calls in progress now (stop message sent, goal cancelled); count them."""
         bridge = self.bridge
         if bridge is None:
             return 0
-        return bridge.interrupt('interrupted by ~/stop before the service answered; the '
-                                'action may not have finished')
+        return bridge.interrupt(reason)
 
     def list_into(self, response: Any) -> Any:
         """Fill a ``~/list_functions`` response."""

@@ -84,8 +84,9 @@ class GenerateAction:
 
     def __init__(self, node: Any, worker: ChatWorker, config: Callable[[], NodeConfig],
                  function_names: Sequence[str], frame_side: int, max_prompt_chars: int,
-                 requests: Any):
+                 requests: Any, interrupt: Callable[[str], Any] = lambda reason: 0):
         self._node = node
+        self._interrupt = interrupt  # ends the robot calls of a stopped reply
         self._worker = worker
         self._config = config
         self._names = list(function_names)
@@ -138,8 +139,10 @@ class GenerateAction:
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
         with self._lock:
             prompt = self._prompts.get(bytes(goal_handle.goal_id.uuid))
-        if prompt is not None:
-            self._worker.cancel(prompt)
+        # a waiting prompt is answered at once (its listener is gone); a running reply's
+        # robot call ends now (stop message sent, the robot's goal cancelled)
+        if prompt is not None and self._worker.cancel(prompt) and prompt.listener is not None:
+            self._interrupt('interrupted: the ~/generate goal was cancelled')
         return CancelResponse.ACCEPT
 
     def _image(self, goal: Any) -> Optional[Any]:
@@ -170,6 +173,8 @@ class GenerateAction:
                 preview = goal.prompt if len(goal.prompt) <= 80 else f'{goal.prompt[:77]}...'
                 self._node.get_logger().info(f'~/generate goal {preview!r}' +
                                              (f' ({note})' if note else ''))
+                if note.startswith('interrupted'):
+                    self._interrupt('interrupted by a new prompt')
             outcome = await run.future
         except Exception as error:  # noqa: BLE001 - the callback's edge: abort, go on
             outcome = Outcome(error=f'{type(error).__name__}: {error}')

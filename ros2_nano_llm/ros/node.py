@@ -175,7 +175,7 @@ class ChatLifecycleNode(LifecycleNode):
                     qos_profile=requests, callback_group=self._service_group)]]
         self._generate = GenerateAction(self, self._worker, lambda: self._config,
                                         self._functions.names, self._camera.side,
-                                        MAX_PROMPT_CHARS, requests)
+                                        MAX_PROMPT_CHARS, requests, self._functions.interrupt)
 
     def _configure_failed(self, reason: str, fix: str = 'model <path>'
                           ) -> TransitionCallbackReturn:
@@ -234,6 +234,8 @@ class ChatLifecycleNode(LifecycleNode):
     def _quiet(self) -> None:
         if self._worker is not None:
             self._worker.pause()
+            # a robot call of the reply ends now (stop message sent, goal cancelled)
+            self._functions.interrupt('interrupted: the node is deactivating or shutting down')
             if not self._worker.wait_idle(WAIT_S):
                 self.get_logger().warning(f'the reply did not stop within {WAIT_S:g} s')
         if self._generate is not None and not self._generate.wait_ended(WAIT_S):
@@ -281,6 +283,8 @@ class ChatLifecycleNode(LifecycleNode):
         preview = text if len(text) <= 80 else f'{text[:77]}... ({len(text)} chars)'
         if taken:
             self.get_logger().info(f'prompt {preview!r}' + (f' ({note})' if note else ''))
+            if note.startswith('interrupted'):  # busy_policy interrupt: its robot call ends
+                self._functions.interrupt('interrupted by a new prompt')
         else:  # counted on /diagnostics; one log line per reason and period
             reason = note.split('(')[0].rstrip(' 0123456789')  # e.g. '... already wait'
             self.incidents.dropped('prompts', reason, f'prompt dropped ({note}): {preview!r}')

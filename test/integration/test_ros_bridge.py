@@ -19,7 +19,6 @@ MultiThreadedExecutor in a thread, on a private domain id, discovery on localhos
 """
 
 import os
-import random
 import threading
 import time
 import uuid
@@ -28,14 +27,13 @@ import pytest
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # before rclpy initialises
 
-import rclpy  # noqa: E402 - after the discovery setting above
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from ros2_nano_llm.functions import (BotFunctions, CallDetector, execute,  # noqa: E402
                                      FunctionRegistry, parse_json_call)
 from ros2_nano_llm.ros.ros_bridge import (ActionArg, build_request,  # noqa: E402
                                           check_action_type, load_actions, parse_actions,
                                           RobotAction, RosServiceFunctions)
+from spun_nodes import spun_nodes  # noqa: E402 - after the discovery setting
 from std_msgs.msg import Float64, Int8  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
@@ -94,23 +92,8 @@ ACTIONS = [
 @pytest.fixture(scope='module')
 def ros():
     """Start a private DDS domain with the robot's servers and a client node."""
-    domain_id = int(os.environ.get('ROS_DOMAIN_ID') or random.randint(1, 100))
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain_id)
-    server_node = rclpy.create_node('test_robot', context=context)
-    client_node = rclpy.create_node('test_nano_llm', context=context)
-    robot = Robot(server_node)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    executor.add_node(server_node)
-    executor.add_node(client_node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    yield client_node, robot
-    executor.shutdown(timeout_sec=5)
-    client_node.destroy_node()
-    server_node.destroy_node()
-    rclpy.shutdown(context=context)
-    spinner.join(5)
+    with spun_nodes('test_robot', 'test_nano_llm') as (server_node, client_node):
+        yield client_node, Robot(server_node)
 
 
 @pytest.fixture
