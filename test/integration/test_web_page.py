@@ -188,15 +188,20 @@ def test_without_the_token_sending_is_refused(chat, web, browser):
 
 def test_bad_messages_get_a_clear_error_and_the_page_stays(chat, web, browser):
     view = browser.page(web.url, TOKEN)
-    send = "(m) => ws.send(m)"
+    send = '(m) => ws.send(m)'
+    error = "window.nanoLLM.errors.some(e => e.startsWith('{}'))"
     view.page.evaluate(send, 'not json')
-    view.wait("document.getElementById('error').textContent.startsWith('not JSON')")
+    view.wait(error.format('not JSON'))
     view.page.evaluate(send, '{"op": "prompt", "text": "' + 'x' * 9000 + '"}')
-    view.wait("document.getElementById('error').textContent.startsWith('message too large')")
+    view.wait(error.format('message too large'))
+    view.page.evaluate(send, '{"op": "decide", "call_id": 7, "approve": true}')
+    view.wait(error.format('decide: call_id must be a str'))
     for _ in range(30):
         view.page.evaluate(send, '{"op": "history"}')
-    view.wait("document.getElementById('error').textContent.startsWith('rate limit')")
+    view.wait(error.format('rate limit'))
+    # the connection stayed, and a well-formed request is answered again
     assert view.page.evaluate('() => window.nanoLLM.connected') is True
+    assert view.page.evaluate('() => window.nanoLLM.events') > 0
     view.page.close()
 
 

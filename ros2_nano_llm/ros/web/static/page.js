@@ -13,7 +13,9 @@ const view = {
   state: 'unknown',
 };
 // for tests and benchmarks: when each turn's first piece was rendered, pieces per turn
-window.nanoLLM = { firstRendered: {}, pieces: {}, events: 0, connected: false };
+window.nanoLLM = {
+  firstRendered: {}, lastRendered: {}, pieces: {}, errors: [], events: 0, connected: false,
+};
 
 let ws = null;
 let retryMs = 500;
@@ -60,6 +62,7 @@ function onToken(event) {
     if (!(t in window.nanoLLM.firstRendered)) {
       window.nanoLLM.firstRendered[t] = performance.timeOrigin + performance.now();
     }
+    window.nanoLLM.lastRendered[t] = performance.timeOrigin + performance.now();
     window.nanoLLM.pieces[t] = (window.nanoLLM.pieces[t] || 0) + 1;
   }
 }
@@ -169,7 +172,10 @@ const handlers = {
     $('frame-caption').textContent = `camera, ${e.width}x${e.height}`;
   },
   ack() { setError(''); },
-  error(e) { setError(e.error); },
+  error(e) {
+    window.nanoLLM.errors.push(e.error);
+    setError(e.error);
+  },
 };
 
 function send(message) {
