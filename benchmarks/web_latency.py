@@ -45,10 +45,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'test' / 'integration'))
 
-from node_harness import REPO_ROOT, start_node, stop_node  # noqa: E402 - the harness path
+from node_harness import REPO_ROOT, start_node  # noqa: E402 - the harness path
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402, I100
 from ros2_nano_llm.msg import StreamToken  # noqa: E402
-from web_pages import Browser, WebNode  # noqa: E402
+from web_pages import Browser, close_all, WebNode  # noqa: E402
 
 TARGET_ADDED_MS = 20.0
 TARGET_RATE_RATIO = 0.95
@@ -147,11 +147,7 @@ def main():
         rows = run_turns(view, client, args.turns)
         flood_rows = flood(browser, tmp, client, FLOOD_RATES)
     finally:
-        if browser is not None:
-            browser.close()
-        if web is not None:
-            web.stop()
-        stop_node(process, client)
+        close_all(browser, web, process, client)
     added = [r['added_first_token_ms'] for r in rows]
     rate_ratio = statistics.median(r['page_rate'] / r['ros_rate'] for r in rows)
     share = sum(r['pieces_rendered'] for r in rows) / sum(r['pieces'] for r in rows)

@@ -27,13 +27,13 @@ issue 19, not in this build).
 import json
 import threading
 
-from node_harness import NodeProcess, REPO_ROOT, start_node, stop_node
+from node_harness import NodeProcess, REPO_ROOT, start_node
 import pytest
 from ros2_nano_llm.ros import interfaces
 from ros2_nano_llm.ros.sim_robot import EVENTS_QOS
 from ros2_nano_llm.srv import ApproveCall
 from std_msgs.msg import String
-from web_pages import Browser, chromium_problem, WebNode
+from web_pages import Browser, chromium_problem, close_all, WebNode
 
 NO_APPROVAL = ('the chat node offers no ~/approve_call in this build (operator approval, '
                'issue 19): this test runs once it is merged')
@@ -56,7 +56,7 @@ FUNCTIONS = """\
 
 @pytest.fixture(scope='module')
 def robot(tmp_path_factory):
-    """The sim robot, the chat node with its confirm function, the web node, a browser."""
+    """Start the sim robot, the chat node with its confirm function, the web node, a browser."""
     pytest.importorskip('llama_cpp', reason='the embedded model runs on llama-cpp-python')
     tmp = tmp_path_factory.mktemp('web_approval')
     (tmp / 'functions.yaml').write_text(FUNCTIONS)
@@ -86,11 +86,7 @@ def robot(tmp_path_factory):
         browser = Browser()
         yield {'client': client, 'web': web, 'browser': browser, 'goals': goals}
     finally:
-        if browser is not None:
-            browser.close()
-        if web is not None:
-            web.stop()
-        stop_node(process, client)
+        close_all(browser, web, process, client)
         sim.stop()
 
 

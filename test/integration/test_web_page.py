@@ -20,7 +20,6 @@ what the chat node publishes (``~/output/reply``) and serves (``~/get_history``)
 this process's own rclpy client.
 """
 
-import json
 import time
 
 from node_harness import REPO_ROOT, start_node, stop_node
@@ -36,7 +35,7 @@ CHAT = {'api': 'llama_cpp', 'n_threads': 2, 'n_ctx': 2048, 'max_new_tokens': 32}
 
 @pytest.fixture(scope='module')
 def chat(tmp_path_factory):
-    """The chat node (embedded model, llama.cpp), active, and this process's client."""
+    """Start the chat node (embedded model, llama.cpp) and this process's client."""
     pytest.importorskip('llama_cpp', reason='the embedded model runs on llama-cpp-python')
     tmp = tmp_path_factory.mktemp('web_chat')
     process, client = start_node(tmp, CHAT, params_file=REPO_ROOT / 'config' / 'nano_llm.yaml',
@@ -48,7 +47,7 @@ def chat(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def web(tmp_path_factory, chat):
-    """The web node for /nano_llm, with a known token."""
+    """Start the web node for /nano_llm, with a known token."""
     node = WebNode(tmp_path_factory.mktemp('web') / 'web.log', '/nano_llm', token=TOKEN)
     yield node
     assert node.stop() == 0, node.process.log()[-2000:]
@@ -56,7 +55,7 @@ def web(tmp_path_factory, chat):
 
 @pytest.fixture(scope='module')
 def browser():
-    """Headless Chromium (Debian's), through Playwright."""
+    """Start headless Chromium (Debian's), through Playwright."""
     b = Browser()
     yield b
     b.close()
@@ -93,8 +92,7 @@ def test_prompt_streams_in_and_matches_the_reply(chat, web, browser):
     assert all(reply.startswith(s) for s in states), (states, reply)
     assert states[-1] == reply
     # after the turn the transcript is the chat node's history, this reply last
-    view.wait(f"[...document.querySelectorAll('#transcript li.bot .text')].map(e => "
-              f"e.textContent).includes({_js(reply)})", what='the reply in the transcript')
+    view.wait_bot_text(reply, 'the reply in the transcript')
     history = client.history().entries
     assert [(r['role'], r['text']) for r in view.transcript()] == \
         [(e.role, e.text) for e in history]
@@ -109,8 +107,7 @@ def test_two_pages_see_the_same_turn(chat, web, browser):
     first.prompt('Say hello to the robot.')
     reply = reply_seen(client, mark)
     for view in (first, second):
-        view.wait(f"[...document.querySelectorAll('#transcript li.bot .text')].map(e => "
-                  f"e.textContent).includes({_js(reply)})", what='the reply on both pages')
+        view.wait_bot_text(reply, 'the reply on both pages')
         view.wait("[...document.querySelectorAll('#transcript li.user .text')].some("
                   "e => e.textContent === 'Say hello to the robot.')", what='the prompt')
     assert first.transcript() == second.transcript()
@@ -137,9 +134,7 @@ def test_stop_mid_reply_keeps_the_partial_reply(chat, web, browser):
         partial = turn.text
         history = client.history().entries
         assert history[-1].role == 'bot' and history[-1].text.strip() == partial.strip()
-        view.wait(f"[...document.querySelectorAll('#transcript li.bot .text')].map(e => "
-                  f"e.textContent).includes({_js(history[-1].text)})",
-                  what='the partial reply in the transcript')
+        view.wait_bot_text(history[-1].text, 'the partial reply in the transcript')
         view.page.close()
     finally:
         client.set_params(max_new_tokens=CHAT['max_new_tokens'])
@@ -155,8 +150,7 @@ def test_markup_in_a_reply_is_text_and_runs_nothing(chat, web, browser):
         view.prompt(f'Repeat exactly: {payload}')
         reply = reply_seen(client, mark)
         assert reply.startswith(payload)
-        view.wait(f"[...document.querySelectorAll('#transcript li.bot .text')].some(e => "
-                  f"e.textContent.startsWith({_js(payload)}))", what='the markup as text')
+        view.wait_bot_text(payload, 'the markup as text', prefix=True)
         time.sleep(0.5)  # an onerror handler would have run by now
         assert view.page.evaluate('() => window.pwned') is None
         assert view.page.evaluate("() => document.querySelectorAll('#transcript img, "
@@ -234,11 +228,5 @@ def test_the_page_recovers_when_the_chat_node_restarts(chat, web, browser):
     mark = client.mark()
     view.prompt('Are you back?')
     reply = reply_seen(client, mark)
-    view.wait(f"[...document.querySelectorAll('#transcript li.bot .text')].map(e => "
-              f"e.textContent).includes({_js(reply)})", what='the reply after the restart')
+    view.wait_bot_text(reply, 'the reply after the restart')
     view.page.close()
-
-
-def _js(text):
-    """Return ``text`` as a JavaScript string literal."""
-    return json.dumps(text)

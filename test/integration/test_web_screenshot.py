@@ -20,10 +20,12 @@ starts with a real robot call; a camera frame is published on its ``~/input/imag
 screenshot is taken while the reply streams, and saved to docs/web_page.png.
 """
 
-from node_harness import PretendRobot, REPO_ROOT, start_node, stop_node
+import time
+
+from node_harness import PretendRobot, REPO_ROOT, start_node
 import numpy as np
 import pytest
-from web_pages import Browser, chromium_problem, WebNode
+from web_pages import Browser, chromium_problem, close_all, WebNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(bool(chromium_problem()), reason=chromium_problem())]
@@ -44,7 +46,7 @@ def camera_frame(width=640, height=480):
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-    """A pretend robot, the chat node with its functions, the web node and a browser."""
+    """Start a pretend robot, the chat node with its functions, the web node, a browser."""
     pytest.importorskip('llama_cpp', reason='the embedded model runs on llama-cpp-python')
     tmp = tmp_path_factory.mktemp('web_screenshot')
     robot = PretendRobot('web_robot', '/robot')
@@ -59,19 +61,19 @@ def setup(tmp_path_factory):
         browser = Browser()
         yield robot, client, web, browser
     finally:
-        if browser is not None:
-            browser.close()
-        if web is not None:
-            web.stop()
-        stop_node(process, client)
+        close_all(browser, web, process, client)
         robot.close()
 
 
 def test_screenshot_mid_reply_with_a_frame_and_a_call(setup):
     robot, client, web, browser = setup
     view = browser.page(web.url, TOKEN)
-    client.publish_image(camera_frame())
-    view.wait("document.getElementById('frame').naturalWidth > 0", what='the camera frame')
+    frame, shown = camera_frame(), "() => document.getElementById('frame').naturalWidth > 0"
+    deadline = time.monotonic() + 60.0
+    while not view.page.evaluate(shown):  # a camera publishes all the time: so does this
+        assert time.monotonic() < deadline, 'the camera frame never showed on the page'
+        client.publish_image(frame)
+        time.sleep(0.25)
     assert view.page.evaluate("() => document.getElementById('frame').naturalWidth") == 320
     mark = robot.count()
     view.prompt('It is dark here. Turn the headlights on, then tell me what you see.')
@@ -79,12 +81,12 @@ def test_screenshot_mid_reply_with_a_frame_and_a_call(setup):
               what='the robot call on the page')
     view.wait("document.querySelector('#live .text') && "
               "document.querySelector('#live .text').textContent.length > 12 && "
-              "!window.nanoLLM.lastResult", timeout=180.0, what='the reply mid-stream')
+              '!window.nanoLLM.lastResult', timeout=180.0, what='the reply mid-stream')
     SCREENSHOT.parent.mkdir(exist_ok=True)
     view.page.screenshot(path=str(SCREENSHOT))
     calls = view.calls()
     assert calls[0]['call'].startswith('set_headlights(')
-    assert [r[1] for r in robot.since(mark)][:1] == ['set_headlights']
+    assert [r[0] for r in robot.since(mark)][:1] == ['set_headlights']
     assert SCREENSHOT.stat().st_size > 10000
     view.wait('window.nanoLLM.lastResult', timeout=300.0, what='the reply to end')
     view.page.close()

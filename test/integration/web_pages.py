@@ -20,12 +20,13 @@ is pointed at that browser and never downloads one. ``PageView`` reads what a pe
 on one page: the transcript, the robot calls, the figures, the error line.
 """
 
+import json
 import os
 import pathlib
 import shutil
 from typing import Any, Dict, List, Optional
 
-from node_harness import NodeProcess
+from node_harness import NodeProcess, stop_node
 
 CHROMIUM = os.environ.get('NANO_LLM_CHROMIUM', '/usr/bin/chromium')
 WEB_EXECUTABLE = 'nano_llm_web'
@@ -71,7 +72,7 @@ class Browser:
         self.dialogs: List[str] = []   # any alert() a page ran (none may)
 
     def page(self, url: str, token: Optional[str] = None, active: bool = True) -> 'PageView':
-        """Open the page (with the token in its address when given); wait until connected."""
+        """Open ``url`` in a new tab (the token in its address when given); wait for it."""
         # bypass_csp: Playwright's waits evaluate strings, which the page's CSP forbids; the
         # markup test then proves that rendering alone (textContent) runs nothing
         context = self.browser.new_context(viewport={'width': 1100, 'height': 760},
@@ -112,6 +113,13 @@ class PageView:
             raise AssertionError(f'timed out waiting for {what or expression}: {error}\n'
                                  f'the page shows: {self.text()[-2000:]}') from None
 
+    def wait_bot_text(self, text: str, what: str, timeout: float = 60.0,
+                      prefix: bool = False) -> None:
+        """Wait until a bot row of the transcript shows ``text`` (or starts with it)."""
+        check = f'.startsWith({json.dumps(text)})' if prefix else f' === {json.dumps(text)}'
+        self.wait("[...document.querySelectorAll('#transcript li.bot .text')]"
+                  f'.some(e => e.textContent{check})', timeout, what)
+
     def text(self) -> str:
         """Return the whole page's visible text."""
         return self.page.inner_text('body')
@@ -146,3 +154,17 @@ class PageView:
     def turns_rendered(self) -> Dict[str, Any]:
         """Return the page's own record: first rendered time and pieces per turn."""
         return self.page.evaluate('() => window.nanoLLM')
+
+
+def close_all(browser: Optional[Browser], web: Optional[WebNode], process: Any = None,
+              client: Any = None) -> None:
+    """Close what a test started, whichever of them it got to: browser, web node, chat node."""
+    try:
+        if browser is not None:
+            browser.close()
+    finally:
+        try:
+            if web is not None:
+                web.stop()
+        finally:
+            stop_node(process, client)

@@ -17,32 +17,10 @@ import dataclasses
 import secrets
 from typing import Any, Callable, Dict, Tuple
 
-# name -> (default, description); the node declares these and reads them into WebConfig.
-PARAMETERS: Dict[str, Tuple[Any, str]] = {
-    'target': ('/nano_llm', 'the chat node this page is for (its fully qualified name)'),
-    'host': ('127.0.0.1', "address to serve on; '0.0.0.0' opens the page to the network"),
-    'port': (8080, 'TCP port to serve on (0: any free port; the log says which)'),
-    'token': ('', 'control token (prompts, stop, reset, approvals); empty: one is generated '
-                  'at start and printed in the log'),
-    'image_topic': ('', "camera topic shown on the page; empty: the target's ~/input/image "
-                        '(its /compressed too)'),
-    'frame_side': (240, 'the camera frame is scaled down to this many pixels on its shorter side'),
-    'frame_period': (0.5, 'seconds between two camera frames sent to the pages'),
-    'max_frame_size': (4096, 'camera frames wider or taller than this are not shown'),
-    'max_message_bytes': (8192, 'largest websocket message a page may send'),
-    'max_prompt_chars': (4000, 'longest prompt a page may send'),
-    'messages_per_second': (4.0, 'websocket messages a page may send per second, sustained'),
-    'message_burst': (12, 'websocket messages a page may send at once'),
-    'requests_per_second': (20.0, 'HTTP requests per second from one address, sustained'),
-    'max_pages': (16, 'pages connected at once'),
-    'service_timeout': (10.0, "seconds to wait for the chat node's services"),
-    'state_period': (1.0, "seconds between two checks of the chat node's lifecycle state"),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class WebConfig:
-    """The web node's settings (see PARAMETERS for what each means)."""
+    """The web node's settings: the defaults of its parameters (DESCRIPTIONS says each)."""
 
     target: str = '/nano_llm'
     host: str = '127.0.0.1'
@@ -66,6 +44,33 @@ class WebConfig:
     def camera_topic(self) -> str:
         """Return the camera topic: ``image_topic``, else the target's ``~/input/image``."""
         return self.image_topic or f'{self.target}/input/image'
+
+
+# What each parameter means (its default is WebConfig's); the node declares them all.
+DESCRIPTIONS: Dict[str, str] = {
+    'target': 'the chat node this page is for (its fully qualified name)',
+    'host': "address to serve on; '0.0.0.0' opens the page to the network",
+    'port': 'TCP port to serve on (0: any free port; the log says which)',
+    'token': 'control token (prompts, stop, reset, approvals); empty: one is generated '
+             'at start and printed in the log',
+    'image_topic': "camera topic shown on the page; empty: the target's ~/input/image "
+                   '(its /compressed too)',
+    'frame_side': 'the camera frame is scaled down to this many pixels on its shorter side',
+    'frame_period': 'seconds between two camera frames sent to the pages',
+    'max_frame_size': 'camera frames wider or taller than this are not shown',
+    'max_message_bytes': 'largest websocket message a page may send',
+    'max_prompt_chars': 'longest prompt a page may send',
+    'messages_per_second': 'websocket messages a page may send per second, sustained',
+    'message_burst': 'websocket messages a page may send at once',
+    'requests_per_second': 'HTTP requests per second from one address, sustained',
+    'max_pages': 'pages connected at once',
+    'service_timeout': "seconds to wait for the chat node's services",
+    'state_period': "seconds between two checks of the chat node's lifecycle state",
+}
+# name -> (default, description), in declaration order
+PARAMETERS: Dict[str, Tuple[Any, str]] = {
+    f.name: (f.default, DESCRIPTIONS[f.name]) for f in dataclasses.fields(WebConfig)
+    if f.name in DESCRIPTIONS}
 
 
 def read(get: Callable[[str], Any]) -> WebConfig:

@@ -102,8 +102,8 @@ class WebServer:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get('Origin')
         if origin and urlsplit(origin).netloc != request.host:
-            return web.Response(status=403, text='another site may not open this page\'s '
-                                'websocket\n')
+            return web.Response(status=403, text='another site may not open the websocket of '
+                                'this page\n')
         if len(self.hub.pages) >= self.config.max_pages:
             return web.Response(status=503, text=f'{self.config.max_pages} pages are open '
                                 'already (max_pages); close one\n')

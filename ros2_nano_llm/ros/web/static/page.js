@@ -126,7 +126,8 @@ function updateControls() {
 
 function showFigures(values) {
   const num = (v, digits) => (v === undefined || v === 'nan' ? '-' : Number(v).toFixed(digits));
-  $('ttft').textContent = num(values.last_ttft_ms, 0) + ' ms';
+  const ttft = num(values.last_ttft_ms, 0);
+  $('ttft').textContent = ttft === '-' ? ttft : ttft + ' ms';
   $('rate').textContent = num(values.tokens_per_second, 1);
   $('cache').textContent = `${values.cache_tokens || 0} / ${values.context_size || 0} tokens`;
 }
