@@ -27,6 +27,7 @@ from typing import Any, List, Optional
 
 from aiohttp import web
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
 from .bridge import ChatBridge
@@ -85,7 +86,7 @@ def main(args: Optional[List[str]] = None) -> int:
             with initialized(args):
                 try:
                     bridge = ChatBridge()
-                except ValueError as error:
+                except (ValueError, ParameterException) as error:  # a wrong value or type
                     rclpy.logging.get_logger(LOGGER).fatal(f'bad parameters: {error}')
                     return 1
                 executor = MultiThreadedExecutor(num_threads=2)
