@@ -212,6 +212,22 @@ def test_reset_clears_the_chat_on_the_page(chat, web, browser):
     view.page.close()
 
 
+def test_the_page_says_when_the_chat_node_is_not_active(chat, web, browser):
+    client = chat['client']
+    view = browser.page(web.url, TOKEN)
+    assert view.page.is_hidden('#banner') and not view.page.is_disabled('#send')
+    assert client.transition('deactivate')
+    try:
+        view.wait("document.getElementById('node-state').textContent === 'inactive'",
+                  what='the page to show the inactive state')
+        assert 'not active' in view.page.text_content('#banner')
+        assert view.page.is_disabled('#send')
+    finally:
+        assert client.transition('activate')
+    view.wait("!document.getElementById('send').disabled", what='the page to allow sending')
+    view.page.close()
+
+
 def test_the_page_recovers_when_the_chat_node_restarts(chat, web, browser):
     client, process = chat['client'], chat['process']
     view = browser.page(web.url, TOKEN)

@@ -80,7 +80,7 @@ def test_screenshot_mid_reply_with_a_frame_and_a_call(setup):
     view.wait("document.querySelectorAll('#calls li').length > 0", timeout=180.0,
               what='the robot call on the page')
     view.wait("document.querySelector('#live .text') && "
-              "document.querySelector('#live .text').textContent.length > 12 && "
+              "document.querySelector('#live .text').textContent.length > 90 && "
               '!window.nanoLLM.lastResult', timeout=180.0, what='the reply mid-stream')
     SCREENSHOT.parent.mkdir(exist_ok=True)
     view.page.screenshot(path=str(SCREENSHOT))
