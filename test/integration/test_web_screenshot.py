@@ -79,9 +79,11 @@ def test_screenshot_mid_reply_with_a_frame_and_a_call(setup):
     view.prompt('It is dark here. Turn the headlights on, then tell me what you see.')
     view.wait("document.querySelectorAll('#calls li').length > 0", timeout=180.0,
               what='the robot call on the page')
-    view.wait("document.querySelector('#live .text') && "
-              "document.querySelector('#live .text').textContent.length > 90 && "
-              '!window.nanoLLM.lastResult', timeout=180.0, what='the reply mid-stream')
+    # mid-reply: some of the reply's own text after the call's result, the reply not ended
+    view.wait("(() => { const t = document.querySelector('#live .text'); if (!t) return false; "
+              "const s = t.textContent, end = s.indexOf('headlights on'); "
+              'return end >= 0 && s.length > end + 40 && !window.nanoLLM.lastResult; })()',
+              timeout=180.0, what='the reply mid-stream')
     SCREENSHOT.parent.mkdir(exist_ok=True)
     view.page.screenshot(path=str(SCREENSHOT))
     calls = view.calls()
