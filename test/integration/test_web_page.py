@@ -20,10 +20,13 @@ what the chat node publishes (``~/output/reply``) and serves (``~/get_history``)
 this process's own rclpy client.
 """
 
+import io
 import time
 
 from node_harness import REPO_ROOT, start_node, stop_node
+from PIL import Image as PILImage
 import pytest
+from sensor_msgs.msg import Image
 from web_pages import Browser, chromium_problem, WebNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
@@ -196,6 +199,29 @@ def test_bad_messages_get_a_clear_error_and_the_page_stays(chat, web, browser):
     # the connection stayed, and a well-formed request is answered again
     assert view.page.evaluate('() => window.nanoLLM.connected') is True
     assert view.page.evaluate('() => window.nanoLLM.events') > 0
+    view.page.close()
+
+
+def test_camera_frames_compressed_shown_too_large_refused(chat, web, browser):
+    client = chat['client']
+    view = browser.page(web.url)
+    out = io.BytesIO()
+    PILImage.new('RGB', (800, 600), (20, 160, 90)).save(out, format='JPEG')
+    deadline = time.monotonic() + 60.0
+    shown = "() => document.getElementById('frame').naturalWidth === 320"
+    while not view.page.evaluate(shown):  # scaled to 240 px on the shorter side
+        assert time.monotonic() < deadline, 'the compressed frame never showed'
+        client.publish_compressed(out.getvalue())
+        time.sleep(0.25)
+    seq = view.page.evaluate("() => document.getElementById('frame').src")
+    # a frame that declares 5000 px is not decoded, not shown, and the web node goes on
+    huge = Image(height=5000, width=5000, encoding='rgb8', step=15000, data=b'\0' * 16)
+    for _ in range(8):
+        client.image_pub.publish(huge)
+        time.sleep(0.3)
+    web.process.wait_for_log('camera frame not shown: the frame is 5000x5000 pixels')
+    assert view.page.evaluate("() => document.getElementById('frame').src") == seq
+    assert web.process.alive
     view.page.close()
 
 
