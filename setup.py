@@ -32,6 +32,8 @@ HF = ['torch', 'transformers>=5', 'accelerate', 'gguf']
 # the backend drives llama.cpp's context through llama-cpp-python's 0.3 internals
 LLAMA_CPP = ['llama-cpp-python>=0.3.36,<0.4']
 VISION = HF + ['opencv-python-headless', 'rosbags-image']
+# the operator's web page (nano_llm_web): server and websockets; the page needs no build step
+WEB = ['aiohttp>=3.9,<4']
 
 setup(
     name=package_name,
@@ -42,18 +44,22 @@ setup(
     maintainer_email='maintainers@ros2-nano-llm.dev',
     python_requires='>=3.10',
     packages=find_packages(include=[package_name, package_name + '.*']),
+    # the web page's files (plain HTML/JS/CSS, no build step)
+    package_data={package_name + '.ros.web': ['static/*']},
     install_requires=['numpy', 'PyYAML', 'termcolor', 'pillow', 'Jinja2'],
     extras_require={
         'hf': HF,
         'llama_cpp': LLAMA_CPP,
         'vision': VISION,
-        'all': LLAMA_CPP + VISION,  # VISION includes HF
-        'test': ['pytest'],
+        'web': WEB,
+        'all': LLAMA_CPP + VISION + WEB,  # VISION includes HF
+        'test': ['pytest', 'playwright'],
     },
     entry_points={
         'console_scripts': [
             'nano_llm_node = ros2_nano_llm.ros.node:main',
             'nano_llm_sim_robot = ros2_nano_llm.ros.sim_robot:main',
+            'nano_llm_web = ros2_nano_llm.ros.web.app:main',
         ],
     },
     zip_safe=False,

@@ -25,13 +25,14 @@ below that names a parameter (``model``, ``api``, ``autostart``) defaults to '' 
 load /nano_llm config/nano_llm.yaml`` works on a launched node). The node's own
 ``autostart`` configures it and activates it once that configure succeeds, once; with
 ``autostart:=false`` it waits unconfigured for a lifecycle manager (or ``ros2 lifecycle set
-/nano_llm configure``).
+/nano_llm configure``). ``web:=true`` also starts the operator's web page for this node
+(``nano_llm_web`` on localhost:``web_port``; its log prints the control token).
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 from ros2_nano_llm.settings import APIS
 
@@ -51,7 +52,8 @@ def overrides(context):
 def nano_llm_node(context):
     """Return the node, with the params file and the arguments that were given."""
     image_topic = LaunchConfiguration('image_topic').perform(context)
-    return [LifecycleNode(
+    web = [web_node(context, image_topic)] if _is_true(context, 'web') else []
+    return web + [LifecycleNode(
         package='ros2_nano_llm',
         executable='nano_llm_node',
         name=LaunchConfiguration('node_name'),
@@ -64,6 +66,22 @@ def nano_llm_node(context):
         ],
         arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
     )]
+
+
+def _is_true(context, name):
+    return LaunchConfiguration(name).perform(context).lower() in ('true', '1', 'yes', 'on')
+
+
+def web_node(context, image_topic):
+    """Return the web page's node for the chat node (``web:=true``)."""
+    namespace = LaunchConfiguration('namespace').perform(context).strip('/')
+    target = '/' + '/'.join(p for p in (namespace, LaunchConfiguration('node_name').perform(
+        context)) if p)
+    camera = image_topic if not image_topic.startswith('~') else target + image_topic[1:]
+    return Node(package='ros2_nano_llm', executable='nano_llm_web', output='screen',
+                name=target.strip('/').replace('/', '_') + '_web',
+                parameters=[{'target': target, 'image_topic': camera,
+                             'port': int(LaunchConfiguration('web_port').perform(context))}])
 
 
 def generate_launch_description():
@@ -91,5 +109,9 @@ def generate_launch_description():
             'image_topic', default_value='~/input/image',
             description='camera topic to take frames from (its /compressed too)'),
         DeclareLaunchArgument('log_level', default_value='info', description='ROS log level'),
+        DeclareLaunchArgument('web', default_value='false',
+                              description="also start the operator's web page (nano_llm_web)"),
+        DeclareLaunchArgument('web_port', default_value='8080',
+                              description='TCP port of the web page (localhost only)'),
     ]
     return LaunchDescription(args + [OpaqueFunction(function=nano_llm_node)])

@@ -36,6 +36,7 @@ PKG = 'ros2_nano_llm'
 # the Jazzy and Kilted distribution files.
 ROSDEP_KEYS = {
     'action_msgs': 'action_msgs',
+    'aiohttp': 'python3-aiohttp',
     'ament_index_python': 'ament_index_python',
     'builtin_interfaces': 'builtin_interfaces',
     'cv2': 'python3-opencv',
