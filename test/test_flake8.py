@@ -11,19 +11,30 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""ament_flake8 over the package's Python, the way ROS 2 packages run it."""
+"""
+ament_flake8 over the package's Python, the way ROS 2 packages run it.
+
+It runs in a process of its own: flake8 forks a pool of workers, and a fork of this test
+process (which may hold rclpy nodes and threads of earlier tests) can crash in the child.
+"""
+
+import subprocess
+import sys
 
 from ament_flake8.main import main_with_errors
 import pytest
+
+_RUN = ('import sys; from ament_flake8.main import main_with_errors; '
+        'rc, errors = main_with_errors(argv=sys.argv[1:]); '
+        'print(*errors, sep="\\n", file=sys.stderr); sys.exit(rc)')
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_flake8(lint_paths):
-    rc, errors = main_with_errors(argv=list(lint_paths))
-    assert rc == 0, \
-        'Found %d code style errors / warnings:\n' % len(errors) + \
-        '\n'.join(errors)
+    done = subprocess.run([sys.executable, '-c', _RUN, *map(str, lint_paths)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f'code style errors / warnings:\n{done.stderr}'
 
 
 @pytest.mark.flake8
