@@ -65,12 +65,14 @@ from . import diagnostics
 from . import interfaces as ifc
 from . import params
 from . import persistence
+from .approval import OperatorApproval
 from .compat import initialized
 from .generate_action import GenerateAction
 from .ros_bridge import RosServiceFunctions
 from .signals import ShutdownSignals
 from .worker import ChatSession, ChatWorker, LatestFrame, Prompt, TurnIds
-from ..functions import execute, FunctionRegistry, parse_json_call
+from ..functions import FunctionRegistry, parse_json_call
+from ..functions.guard import CallEvent, CallPolicy, REFUSED
 from ..msg import FunctionCall as FunctionCallMsg, StreamToken
 from ..srv import CallFunction, GetHistory, ListFunctions
 from ..vision.convert import shrink_to
@@ -173,6 +175,11 @@ class ChatLifecycleNode(LifecycleNode):
         # robot action clients: their responses arrive while a caller waits for them
         self._actions_group = ReentrantCallbackGroup()
         self._config = params.declare(self)
+        # every bot function call passes the operator's approval where it needs one, and
+        # reports its events on ~/output/calls as they happen (functions/guard.py)
+        self._approval = OperatorApproval(self, lambda: self._config)
+        self._call_policy = CallPolicy(self._report_call, self._approval,
+                                       lambda: self._turn_ids.last)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self._pub_diagnostics = self.create_publisher(
@@ -326,6 +333,7 @@ class ChatLifecycleNode(LifecycleNode):
         return SUCCESS
 
     def _quiet(self) -> None:
+        self._approval.deny_all('the node was deactivated')
         if self._worker is not None:
             self._worker.pause()
             if not self._worker.wait_idle(WAIT_S):
@@ -400,13 +408,16 @@ class ChatLifecycleNode(LifecycleNode):
                                  for a in self._bridge.actions.values())
             self.get_logger().info(f"robot actions from '{config.functions_file}': "
                                    f"{services or 'none (the file lists none)'}")
-        return functions or None
+        return FunctionRegistry(functions, self._call_policy) if functions else None
 
     def _unload_functions(self) -> None:
         """Undo ``_load_functions``: interrupt waiting calls and destroy the clients."""
-        bridge, self._bridge, self._functions = self._bridge, None, None
+        bridge, functions = self._bridge, self._functions
+        self._bridge = self._functions = None
         if bridge is not None:
             bridge.destroy()
+        if functions is not None:
+            functions.runner.close()
 
     async def _on_call_function(self, request: CallFunction.Request,
                                 response: CallFunction.Response) -> CallFunction.Response:
@@ -448,7 +459,7 @@ class ChatLifecycleNode(LifecycleNode):
             call = parse_json_call(name, args_json)
         except (ValueError, RecursionError) as error:
             return f'error: malformed JSON arguments: {type(error).__name__}: {error}'[:400]
-        return execute(call, functions)
+        return functions.execute(call)
 
     async def _off_executor(self, work: Callable[[], Any]) -> Any:
         """Run ``work`` on the node's pool; await its result without holding an executor thread."""
@@ -571,11 +582,12 @@ class ChatLifecycleNode(LifecycleNode):
         return response
 
     def _interrupt_actions(self) -> int:
+        denied = self._approval.deny_all('the call was stopped (~/stop or ~/reset)')
         bridge = self._bridge
         if bridge is None:
-            return 0
-        return bridge.interrupt('interrupted by ~/stop before the service answered; the '
-                                'action may not have finished')
+            return denied
+        return denied + bridge.interrupt('interrupted by ~/stop before the service answered; '
+                                         'the action may not have finished')
 
     @_edge('~/get_history', Report.MESSAGE)
     def _on_get_history(self, request: GetHistory.Request, response: GetHistory.Response
@@ -666,13 +678,17 @@ class ChatLifecycleNode(LifecycleNode):
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
 
-    def function_called(self, turn_id: int, call: Any) -> None:
-        """Publish one function call that really ran on ``~/output/calls`` (model's worker)."""
+    def _report_call(self, event: CallEvent) -> None:
+        """Publish and log one event of a bot function call as it happens (any thread)."""
         calls = self._pub_calls
-        if calls is None:
-            return
-        stamp = self.get_clock().now().to_msg()
-        self._publish(lambda: calls.publish(ifc.function_call(stamp, turn_id, call)))
+        if calls is not None:
+            stamp = self.get_clock().now().to_msg()
+            self._publish(lambda: calls.publish(ifc.call_event(stamp, event)))
+        # (one call site per severity: rclpy refuses to change a call site's severity)
+        if event.event == REFUSED:
+            self.get_logger().warning(event.line())
+        else:
+            self.get_logger().info(event.line())
 
     def _publish(self, publish: Callable[[], Any]) -> None:
         try:

@@ -131,10 +131,11 @@ class _CharModel:
 
 
 class _Stream:
-    """The reply's tokens and calls, as the generation loop keeps them."""
+    """The reply's tokens, calls and stop flag, as the generation loop keeps them."""
 
     def __init__(self):
         self.tokens, self.calls = [], []
+        self.stopped = False
 
 
 def _drive_hook(hook, model, text):
