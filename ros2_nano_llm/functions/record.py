@@ -293,8 +293,13 @@ class FunctionRecord:
         return f'{self.name}({", ".join(args)})'
 
     def limits_text(self, name: str) -> str:
-        """Return the bounds of argument ``name`` as the model reads them, or ''."""
-        limit = self.arg_limits(name)
+        """
+        Return the ``limits`` of argument ``name`` as the model reads them, or ''.
+
+        (A bound that is only a request field's integer type, such as int64's, is in the
+        schema but not worth the model's context.)
+        """
+        limit = self.limits.get(name) or {}
         if 'enum' in limit:
             return 'one of ' + ', '.join(repr(v) for v in limit['enum'])
         low, high = limit.get('minimum'), limit.get('maximum')
