@@ -54,8 +54,9 @@ def test_a_reply_that_keeps_calling_stops_at_the_budget(node, robot):
         assert len(refused) == 5 - limit
         assert all(r.result == _refusal(limit) for r in refused)
         assert len(watch.entries(calls_mark, 'ended', 'move_forward')) == limit
-        # the model read why, after each call past the budget
-        assert reply.count(f'move_forward() -> {_refusal(limit)}') == 5 - limit, reply
+        # the model read why, for each call past the budget (the results of calls that one
+        # piece of text completes follow that piece: here the whole reply_prefix)
+        assert reply.count(f' -> {_refusal(limit)}') == 5 - limit, reply
         assert grep(process, f'call {refused[-1].call_id} move_forward.* refused -> ')
 
 

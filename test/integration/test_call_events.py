@@ -113,7 +113,7 @@ def test_no_call_of_a_reply_starts_after_stop(node, robot):
     assert client.call('stop', timeout=30.0).success
     _assert_move_refused(process, client, watch, robot, marks)
     # the chat holds the truth: the refusal is what the model reads next turn
-    assert f'move_forward() -> {STOPPED}' in client.history_texts()[-1][2]
+    assert f' -> {STOPPED}' in client.history_texts()[-1][2]
 
 
 def test_no_call_starts_after_the_goal_is_cancelled(node, robot):
