@@ -208,3 +208,14 @@ def safety_node(tmp_path_factory: Any, tiny_model_dir: Any, name: str,
         yield process, client, CallWatch(client)
     finally:
         stop_node(process, client)
+
+
+@contextmanager
+def fresh(node: tuple, **params: Any) -> Iterator[tuple]:
+    """Set ``params`` and clear the chat of a ``safety_node``; check it is still up after."""
+    process, client, _ = node
+    assert all(r.successful for r in client.set_params(**params))
+    assert client.call('reset').success
+    client.settle()
+    yield node
+    assert process.alive, process.log()[-3000:]

@@ -26,7 +26,7 @@ import json
 import re
 import time
 
-from call_helpers import safety_node, serve_robot, SUCCEEDED  # noqa: F401 (a fixture)
+from call_helpers import fresh, safety_node, serve_robot, SUCCEEDED  # noqa: F401 (a fixture)
 from node_harness import grep
 import pytest
 
@@ -46,12 +46,8 @@ def approval_node(robot, tiny_model_dir, tmp_path_factory):
 @pytest.fixture
 def node(approval_node):
     """Return (process, client, watch) with no reply prefix and an empty chat."""
-    process, client, watch = approval_node
-    assert all(r.successful for r in client.set_params(reply_prefix='', require_approval=True))
-    assert client.call('reset').success
-    client.settle()
-    yield process, client, watch
-    assert process.alive, process.log()[-3000:]
+    with fresh(approval_node, reply_prefix='', require_approval=True) as node:
+        yield node
 
 
 def test_an_approved_call_runs(node, robot):

@@ -21,7 +21,7 @@ no call of that reply starts; a call found in its text is refused. The node runs
 random Llama; replies are steered with ``reply_prefix`` (a call in it runs).
 """
 
-from call_helpers import safety_node, serve_robot, SLOW_S  # noqa: F401 (a fixture)
+from call_helpers import fresh, safety_node, serve_robot, SLOW_S  # noqa: F401 (a fixture)
 from node_harness import grep
 import pytest
 
@@ -40,12 +40,8 @@ def events_node(robot, tiny_model_dir, tmp_path_factory):
 @pytest.fixture
 def node(events_node):
     """Return (process, client, watch) with the default settings and an empty chat."""
-    process, client, watch = events_node
-    assert all(r.successful for r in client.set_params(reply_prefix='', busy_policy='queue'))
-    assert client.call('reset').success
-    client.settle()
-    yield process, client, watch
-    assert process.alive, process.log()[-3000:]
+    with fresh(events_node, reply_prefix='', busy_policy='queue') as node:
+        yield node
 
 
 def test_started_and_ended_are_published_as_the_call_happens(node, robot):
