@@ -135,6 +135,14 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('tool_choice', 'auto', "function calls in replies to ~/input/text: 'auto' (the "
               "model may call), 'required' (each reply starts with a call), 'none' (no calls) "
               "or a loaded function's name (that one is called)", LIVE),
+    ParamSpec('max_calls_per_turn', 3, 'most bot function calls one reply may make; a call '
+              'past it is not run and the model reads why (~/call_function calls are not '
+              'counted)', LIVE, 1, 100),
+    ParamSpec('require_approval', False, "every bot function call waits for an operator's "
+              'decision on ~/approve_call (false: only functions marked confirm: true do)',
+              LIVE),
+    ParamSpec('approval_timeout', 30.0, "seconds a call waits for the operator's decision; "
+              'no decision in time denies it', LIVE, 0.1, 3600.0),
     ParamSpec('max_new_tokens', 128, 'most tokens in one reply (1 is valid: a one-token '
               'answer, such as a yes/no classifier)', LIVE, 1, 8192, cli=True),
     ParamSpec('min_new_tokens', -1, 'fewest tokens in one reply before a stop token counts; '

@@ -225,7 +225,8 @@ class ChatSession:
                     inputs, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
                     functions=self.functions, template=history.template,
                     reply_prefix=config.reply_prefix or None,
-                    tool_choice=None if choice == 'auto' else choice, **sampling)
+                    tool_choice=None if choice == 'auto' else choice,
+                    max_calls=config.max_calls_per_turn, **sampling)
             except ValueError as error:
                 self._undo(added)
                 raise PromptRejected(str(error)) from error

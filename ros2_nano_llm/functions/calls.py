@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import json
 from typing import Any, Dict, Optional, Sequence
 
-from .parsing import DEFAULT_TIMEOUT, execute, ToolCall
+from .parsing import DEFAULT_TIMEOUT, execute_call, ToolCall
 from .record import find_record
 from .runner import CallRunner
 
@@ -37,7 +37,9 @@ class FunctionCall:
     whose function failed: its result is an ``'error: ...'`` text). ``call`` is the
     parsed call; ``token_start``/``token_end`` are where its result sits in
     ``reply.tokens``; ``content`` is the result as placed in the chat and ``turn`` is
-    True when it was placed as its own ``tool_response`` turn.
+    True when it was placed as its own ``tool_response`` turn. ``call_id`` is the id its
+    events were reported with (``guard.CallEvent``); ``ran`` is False for a call that was
+    refused (bad arguments, over the budget, denied, stopped) and never reached its function.
     """
 
     name: str
@@ -49,6 +51,8 @@ class FunctionCall:
     token_end: int = 0
     content: str = ''
     turn: bool = False
+    call_id: str = ''
+    ran: bool = False
 
     @property
     def args_json(self) -> str:
@@ -70,11 +74,16 @@ def bound_args(call: ToolCall, functions: Sequence[Any]) -> Dict[str, Any]:
 
 
 def run_call(call: ToolCall, functions: Sequence[Any], timeout: float = DEFAULT_TIMEOUT,
-             runner: Optional[CallRunner] = None) -> FunctionCall:
-    """Run ``call`` (never raises) and return its record (placement fields left unset)."""
-    result = execute(call, functions, timeout=timeout, runner=runner)
+             runner: Optional[CallRunner] = None, **checks: Any) -> FunctionCall:
+    """
+    Run ``call`` (never raises) and return its record (placement fields left unset).
+
+    ``checks`` are ``execute``'s keyword arguments (``policy``, ``turn_id``, ``stopped``).
+    """
+    result, made = execute_call(call, functions, timeout=timeout, runner=runner, **checks)
     return FunctionCall(name=call.name, args=bound_args(call, functions), result=result,
-                        success=not call.error and not result.startswith('error:'), call=call)
+                        success=not call.error and not result.startswith('error:'), call=call,
+                        call_id=made.context.call_id, ran=made.started)
 
 
 __all__ = ['FunctionCall', 'bound_args', 'run_call']

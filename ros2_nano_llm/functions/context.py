@@ -29,14 +29,25 @@ def _ignore(event: str, text: str) -> None:
     """Drop a report (a call nobody listens to)."""
 
 
+def _never() -> bool:
+    """Say that the call's reply was not stopped (a call that belongs to no reply)."""
+    return False
+
+
 @dataclass
 class CallContext:
-    """One running call: ``report(event, text)`` publishes its progress (e.g. 'feedback')."""
+    """
+    One running call: ``report(event, text)`` publishes its progress (e.g. 'feedback').
+
+    ``stopped()`` turns True once the reply that made the call was stopped (``~/stop``, a
+    cancelled goal, an interrupting prompt, deactivate): a long function may end early.
+    """
 
     call_id: str
     name: str
     turn_id: int = 0
     report: Callable[[str, str], None] = field(default=_ignore)
+    stopped: Callable[[], bool] = field(default=_never)
 
 
 current_call: ContextVar[Optional[CallContext]] = ContextVar('current_call', default=None)

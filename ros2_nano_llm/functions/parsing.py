@@ -56,6 +56,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from .calltext import (check_json, load_json, MAX_CALL_CHARS, MAX_JSON_CHARS, MAX_JSON_DEPTH,
                        MAX_TEMPLATE_CHARS, parse_json_call, parse_json_calls,
                        parse_python_call, short, ToolCall)
+from .context import CallContext
+from .guard import CallPolicy, CallRecord, ENDED, REFUSED, run_checked
 from .record import as_records, find_record, FunctionRecord
 from .runner import CallRunner
 from .syntax import (DETECTED, HERMES, LLAMA_31, marker_regex, ProseState, PYTHON,
@@ -73,8 +75,8 @@ MAX_RESULT_CHARS = 2000       # results are cut to this many characters
 __all__ = ['CallDetector', 'DEFAULT_TIMEOUT', 'MAX_CALL_CHARS', 'MAX_JSON_CHARS',
            'MAX_JSON_DEPTH', 'MAX_RESULT_CHARS', 'MAX_TEMPLATE_CHARS', 'PYTHON_TAG', 'STYLES',
            'TOOL_CALL_CLOSE', 'TOOL_CALL_OPEN', 'ToolCall', 'check_json', 'execute',
-           'find_calls', 'format_result', 'load_json', 'parse_json_call', 'parse_json_calls',
-           'parse_python_call', 'result_to_text', 'run_with_timeout']
+           'execute_call', 'find_calls', 'format_result', 'load_json', 'parse_json_call',
+           'parse_json_calls', 'parse_python_call', 'result_to_text', 'run_with_timeout']
 
 
 # ---------------------------------------------------------------------------- detection
@@ -245,35 +247,73 @@ def _usage(func: FunctionRecord) -> str:
 
 def execute(call: ToolCall, functions: Optional[Sequence[Any]] = None,
             timeout: float = DEFAULT_TIMEOUT, max_chars: int = MAX_RESULT_CHARS,
-            runner: Optional[CallRunner] = None) -> str:
+            runner: Optional[CallRunner] = None, *, policy: Optional[CallPolicy] = None,
+            turn_id: int = 0, stopped: Optional[Callable[[], bool]] = None,
+            call_id: str = '') -> str:
     """
     Run ``call`` (on ``runner``'s thread pool) and return its result as text; never raises.
 
     ``functions`` are the callable functions (default: the enabled ones). A malformed
-    call, an unknown name, arguments that do not bind (checked before calling), an
-    exception or a timeout (the function's own ``timeout`` if set, else ``timeout``)
-    each give a short ``'error: ...'`` text for the model.
+    call, an unknown name, arguments that do not bind or break a limit (checked before
+    calling), an exception or a timeout (the function's own ``timeout`` if set, else
+    ``timeout``) each give a short ``'error: ...'`` text for the model. ``policy``
+    (:class:`.guard.CallPolicy`) approves calls and takes their events, reported with
+    ``call_id`` (default: a new one) and ``turn_id``; ``stopped()`` True (the reply that
+    made the call was stopped) keeps the call from starting. See :mod:`.guard`.
     """
+    return execute_call(call, functions, timeout, max_chars, runner, policy=policy,
+                        turn_id=turn_id, stopped=stopped, call_id=call_id)[0]
+
+
+def execute_call(call: ToolCall, functions: Optional[Sequence[Any]] = None,
+                 timeout: float = DEFAULT_TIMEOUT, max_chars: int = MAX_RESULT_CHARS,
+                 runner: Optional[CallRunner] = None, *, policy: Optional[CallPolicy] = None,
+                 turn_id: int = 0, stopped: Optional[Callable[[], bool]] = None,
+                 call_id: str = '') -> Tuple[str, CallRecord]:
+    """Run ``call`` as :func:`execute` does; return its text and its :class:`.guard.CallRecord`."""
+    policy = policy if policy is not None else CallPolicy()
+    context = CallContext(call_id or policy.new_id(), str(call.name)[:80], turn_id)
+    if stopped is not None:
+        context.stopped = stopped
+    made = CallRecord(policy, context, _raw_args_json(call))
     try:
-        if call.error:
-            return f'error: {call.error}'
-        records = as_records(functions)
-        func = find_record(call.name, records)
-        if func is None:
-            available = ', '.join(f.name for f in records) or 'none'
-            return f'error: unknown function {short(call.name, 80)!r}; available: {available}'
-        try:
-            bound = func.bind(call.args, call.kwargs)
-        except TypeError as exc:
-            return f'error: bad arguments for {func.name!r}: {short(exc)}; {_usage(func)}'
-        ok, value = run_with_timeout(func.func, bound.args, bound.kwargs,
-                                     func.timeout if func.timeout else timeout, runner,
-                                     func.name)
-        if not ok:
-            return f'error: {func.name!r} failed: {value}'
-        return result_to_text(value, max_chars)
+        return _execute(call, functions, timeout, max_chars, runner, made), made
     except Exception as exc:  # noqa: B902 - the generation loop must never see an exception
-        return f'error: {type(exc).__name__}: {short(exc)}'
+        text = f'error: {type(exc).__name__}: {short(exc)}'
+        made.emit(ENDED if made.started else REFUSED, text)
+        return text, made
+
+
+def _execute(call: ToolCall, functions: Optional[Sequence[Any]], timeout: float,
+             max_chars: int, runner: Optional[CallRunner], made: CallRecord) -> str:
+    if call.error:
+        return made.refuse(f'error: {call.error}')
+    records = as_records(functions)
+    func = find_record(call.name, records)
+    if func is None:
+        available = ', '.join(f.name for f in records) or 'none'
+        return made.refuse(f'error: unknown function {short(call.name, 80)!r}; available: '
+                           f'{available}')
+    try:
+        bound = func.bind(call.args, call.kwargs)
+    except TypeError as exc:
+        return made.refuse(f'error: bad arguments for {func.name!r}: {short(exc)}; '
+                           f'{_usage(func)}')
+    made.args_json = json.dumps(dict(bound.arguments), default=str)
+    ok, value = run_checked(func, bound, made, func.timeout if func.timeout else timeout,
+                            runner)
+    if not made.started:
+        return value  # refused: the text is the refusal's
+    text = result_to_text(value, max_chars) if ok else f'error: {func.name!r} failed: {value}'
+    made.emit(ENDED, text, ok)
+    return text
+
+
+def _raw_args_json(call: ToolCall) -> str:
+    """Return a call's arguments as JSON before binding (positional ones by index)."""
+    args = {str(i): value for i, value in enumerate(call.args or ())}
+    args.update(call.kwargs or {})
+    return json.dumps(args, default=str)
 
 
 def format_result(call: ToolCall, result_text: str, template: Any = None) -> str:

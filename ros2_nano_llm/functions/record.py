@@ -176,6 +176,11 @@ class FunctionRecord:
                                  names else f'limits of {self.name}({arg}): unknown {unknown}')
         if not self.schema:
             self.schema = self._build_schema()
+        elif self.limits:  # a given schema states the limits too (a copy: the caller's stays)
+            props = {n: dict(p) for n, p in (self.schema.get('properties') or {}).items()}
+            for arg, limit in self.limits.items():
+                props.setdefault(arg, {}).update(limit)
+            self.schema = {**self.schema, 'properties': props}
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -251,10 +256,21 @@ class FunctionRecord:
                 raise TypeError(f'argument {name!r} must be {expected.__name__}, '
                                 f'got {type(value).__name__} {value!r}')
         for name, value in bound.arguments.items():
-            problem = limit_problem(self.limits.get(name, {}), value)
+            problem = limit_problem(self.arg_limits(name), value)
             if problem:
                 raise TypeError(f'argument {name!r} {problem}')
         return bound
+
+    def arg_limits(self, name: str) -> Dict[str, Any]:
+        """
+        Return the bounds of argument ``name`` as its schema states them (``minimum``, ...).
+
+        The schema is what constrained decoding follows and what the model is shown, so
+        :meth:`bind` checks exactly that: ``limits``, and bounds written into the schema by
+        whoever made the record (a ROS request field's integer range).
+        """
+        prop = (self.schema.get('properties') or {}).get(name) or {}
+        return {k: prop[k] for k in LIMIT_KEYS if k in prop}
 
     def signature_text(self) -> str:
         """Return ``NAME(arg: type, opt: type = default)`` as the model should call it."""
@@ -276,10 +292,32 @@ class FunctionRecord:
         args = [f'{n}={samples.get(_base_type(hints.get(n)), "...")}' for n in self.required_args]
         return f'{self.name}({", ".join(args)})'
 
+    def limits_text(self, name: str) -> str:
+        """
+        Return the ``limits`` of argument ``name`` as the model reads them, or ''.
+
+        (A bound that is only a request field's integer type, such as int64's, is in the
+        schema but not worth the model's context.)
+        """
+        limit = self.limits.get(name) or {}
+        if 'enum' in limit:
+            return 'one of ' + ', '.join(repr(v) for v in limit['enum'])
+        low, high = limit.get('minimum'), limit.get('maximum')
+        if low is not None and high is not None:
+            return f'from {low} to {high}'
+        if low is not None:
+            return f'at least {low}'
+        return f'at most {high}' if high is not None else ''
+
     def doc_line(self) -> str:
-        """Return the python-style docs line ``NAME(args) - docs``."""
+        """Return the python-style docs line ``NAME(args) - docs`` (with argument bounds)."""
         line = self.signature_text()
-        described = [f'{n}: {d}' for n, d in self.arg_docs.items() if d]
+        described = []
+        for param in self._params():
+            text = ', '.join(t for t in (self.arg_docs.get(param.name),
+                                         self.limits_text(param.name)) if t)
+            if text:
+                described.append(f'{param.name}: {text}')
         docs = self.docs
         if described:
             docs = (docs + ' ' if docs else '') + f'({"; ".join(described)})'

@@ -45,6 +45,7 @@ import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .builtins import BUILTINS
+from .guard import CallPolicy
 from .parsing import execute, find_calls, format_result, run_with_timeout, ToolCall
 from .record import as_records, FunctionRecord
 from .runner import CallRunner
@@ -90,15 +91,21 @@ class FunctionRegistry:
     records) at once. Iterating (and ``len``) gives the enabled functions, so a registry
     can be passed wherever a list of functions is taken (``generate(functions=...)``,
     ``CallDetector``, ``execute``). Thread-safe.
+
+    ``policy`` (``guard.CallPolicy``) approves the calls that need it and takes the events
+    of every call run through the registry: :meth:`execute`, :meth:`run_calls` and a
+    reply's calls (``generate(functions=registry)``). The default approves nothing (a
+    ``confirm=True`` function is refused) and drops the events.
     """
 
-    def __init__(self, functions: Iterable[Any] = ()):
+    def __init__(self, functions: Iterable[Any] = (), policy: Optional[CallPolicy] = None):
         """Create a registry holding ``functions`` (callables or records)."""
         self._functions: Dict[str, BotFunction] = {}
         self._lock = threading.RLock()
         self.builtins_loaded = False
         self.tested = False
         self.runner = CallRunner()  # the thread pool its calls run on (made on first call)
+        self.policy = policy if policy is not None else CallPolicy()
         for func in functions:
             if isinstance(func, FunctionRecord):
                 self.add(func)
@@ -299,8 +306,12 @@ class FunctionRegistry:
         Bad calls give an ``'error: ...'`` result, never an exception.
         """
         records = self.records(functions)
-        return [(call, execute(call, records, runner=self.runner))
+        return [(call, execute(call, records, runner=self.runner, policy=self.policy))
                 for call in find_calls(text or '', records)]
+
+    def execute(self, call: ToolCall) -> str:
+        """Run one parsed call of an enabled function (see ``parsing.execute``); never raises."""
+        return execute(call, self.list(), runner=self.runner, policy=self.policy)
 
     def run(self, text: str, template: Any = None,
             functions: Optional[Iterable[Any]] = None) -> Optional[str]:
@@ -324,12 +335,13 @@ class FunctionRegistry:
         """
         Call each testable enabled function that needs no arguments.
 
-        A function that raises or runs past ``timeout`` seconds is disabled (with
-        ``disable_on_error``). Returns True if all tests passed, otherwise False.
+        A function that needs approval (``confirm``) is never called here. One that raises
+        or runs past ``timeout`` seconds is disabled (with ``disable_on_error``). Returns
+        True if all tests passed, otherwise False.
         """
         passed = True
         for func in self.list():
-            if not func.testable or func.required_args:
+            if not func.testable or func.required_args or func.confirm:
                 continue
             ok, _ = run_with_timeout(func.func, (), {}, timeout, self.runner, func.name)
             if not ok:

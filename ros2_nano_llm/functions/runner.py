@@ -18,15 +18,23 @@ A Python thread cannot be killed, so a function that runs past its timeout goes 
 :class:`CallRunner` never loses sight of it: the call is cancelled if it has not started
 yet, else it is kept in :meth:`CallRunner.running` (with a warning in the log) until it
 ends, when it is logged again. The caller gets ``timed out`` text at once.
+
+A call may pass a ``gate`` first, on the same pool thread and inside the call's
+:class:`~.context.CallContext`: the checks that must come right before the function starts
+(an operator's approval, the reply's stop flag). Its wait is bounded on its own
+(``gate_timeout``), so the function's ``timeout`` counts from the moment it starts; a gate
+that refuses, or that the caller stopped waiting for, never lets the function run.
 """
 
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, TimeoutError
+from contextlib import nullcontext
 import logging
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .calltext import short
+from .context import CallContext, running
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +62,48 @@ class CallRunner:
             return self._executor
 
     def run(self, func: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any],
-            timeout: float, name: str = '') -> Tuple[bool, Any]:
+            timeout: float, name: str = '', *, gate: Optional[Callable[[], str]] = None,
+            gate_timeout: float = 0.0, context: Optional[CallContext] = None
+            ) -> Tuple[bool, Any]:
         """
         Call ``func`` on the pool, waiting at most ``timeout`` seconds.
 
         Returns ``(True, value)``, or ``(False, short error text)`` when it raised or timed
-        out; a timed-out call is cancelled, or recorded as still running.
+        out; a timed-out call is cancelled, or recorded as still running. ``context`` is the
+        call's (current on the pool thread while the gate and the function run). ``gate``
+        runs first and returns '' to let the function start, or why not: then
+        ``(False, reason)`` comes back and the function never runs; so too when the gate
+        takes longer than ``gate_timeout`` seconds.
         """
         name = name or 'function'
-        future = self._pool().submit(func, *args, **kwargs)
+        opened = threading.Event()  # the gate let the function start (or the job ended)
+        state = {'phase': 'gate'}   # 'gate' -> 'running', or -> 'abandoned' by the caller
+
+        def job() -> Any:
+            with running(context) if context is not None else nullcontext():
+                reason = gate() if gate is not None else ''
+                with self._lock:
+                    if reason or state['phase'] == 'abandoned':
+                        return _Refusal(reason or f'no decision within {gate_timeout:g} s')
+                    state['phase'] = 'running'
+                opened.set()
+                return func(*args, **kwargs)
+
+        future = self._pool().submit(job)
+        future.add_done_callback(lambda _: opened.set())
+        if gate is not None and not opened.wait(gate_timeout):
+            with self._lock:
+                abandoned = state['phase'] == 'gate'
+                if abandoned:
+                    state['phase'] = 'abandoned'
+            if abandoned:
+                future.cancel()
+                return False, f'no decision within {gate_timeout:g} s'
         try:
-            return True, future.result(timeout)
+            value = future.result(timeout)
+            if isinstance(value, _Refusal):
+                return False, value.reason
+            return True, value
         except TimeoutError:
             if not future.cancel():  # it started: it runs on, kept in running()
                 self._keep(future, name, timeout)
@@ -97,6 +136,13 @@ class CallRunner:
             executor, self._executor = self._executor, None
         if executor is not None and self._owned:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Refusal:
+    """What a job returns when its gate kept the function from running."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
 
 
 __all__ = ['CallRunner']

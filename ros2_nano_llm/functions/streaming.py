@@ -23,12 +23,19 @@ loop prefills those tokens and decoding goes on, so the KV cache always holds ex
 reply's tokens.
 
 ``max_calls`` is the reply's call budget: calls past it are not run, and the result the
-model reads says why.
+model reads says why. A call found after the reply was stopped (``~/stop``, a cancel, an
+interrupting prompt) is not run either: the stop flag is checked before each call starts.
+When ``functions`` is a ``FunctionRegistry``, its ``runner`` runs the calls and its
+``policy`` (``guard.CallPolicy``) approves them and takes their events (``started``,
+``feedback``, ``ended``, ``refused``) as they happen.
 """
 
+import json
 from typing import Any, Callable, List, Optional, Sequence
 
 from .calls import bound_args, FunctionCall, run_call
+from .context import CallContext
+from .guard import CallPolicy, CallRecord, STOPPED
 from .parsing import CallDetector, DEFAULT_TIMEOUT, format_result
 from .registry import FunctionRegistry
 from .runner import CallRunner
@@ -93,8 +100,10 @@ class FunctionHook:
         self.timeout = timeout
         self.max_calls = max_calls
         self.made = 0  # calls run (or refused past the budget) in this reply
+        registry = functions if isinstance(functions, FunctionRegistry) else None
         self.runner = runner if runner is not None else (
-            functions.runner if isinstance(functions, FunctionRegistry) else CallRunner())
+            registry.runner if registry is not None else CallRunner())
+        self.policy = registry.policy if registry is not None else CallPolicy()
         self.constraint: Any = None
         self.closers = tuple(c for s in self.syntaxes for c in s.closers)
         self._text = IncrementalText(model.detokenize)
@@ -112,7 +121,7 @@ class FunctionHook:
         tokens: List[int] = []
         start = len(stream.tokens)
         for call in calls:
-            made = self._run(call)
+            made = self._run(call, stream)
             # a template without a tool_response role gets the result inline, like python style
             made.turn = call.style != 'python' and self.syntax.result_role is not None \
                 and self.template.has_role(self.syntax.result_role)
@@ -131,15 +140,25 @@ class FunctionHook:
             self.constraint.call_ran()
         return tokens
 
-    def _run(self, call: Any) -> FunctionCall:
+    def _run(self, call: Any, stream: Any) -> FunctionCall:
         self.made += 1
+        turn_id = self.policy.reply_turn()
         if self.max_calls is not None and self.made > self.max_calls:
-            return FunctionCall(name=call.name, args=bound_args(call, self.functions),
-                                call=call, result=(
-                                    f'error: not run: this reply already made its '
-                                    f'{self.max_calls} function call'
-                                    f'{"" if self.max_calls == 1 else "s"}, the limit'))
-        return run_call(call, self.functions, timeout=self.timeout, runner=self.runner)
+            return self._refused(call, turn_id, (
+                f'error: not run: this reply already made its {self.max_calls} function '
+                f'call{"" if self.max_calls == 1 else "s"}, the limit'))
+        if stream.stopped:  # (execute checks again, right before the function starts)
+            return self._refused(call, turn_id, f'error: {call.name!r} not run: {STOPPED}')
+        return run_call(call, self.functions, timeout=self.timeout, runner=self.runner,
+                        policy=self.policy, turn_id=turn_id, stopped=lambda: stream.stopped)
+
+    def _refused(self, call: Any, turn_id: int, text: str) -> FunctionCall:
+        """Record (and report) a call that is not run; the model reads ``text``."""
+        args = bound_args(call, self.functions)
+        context = CallContext(self.policy.new_id(), str(call.name)[:80], turn_id)
+        CallRecord(self.policy, context, json.dumps(args, default=str)).refuse(text)
+        return FunctionCall(name=call.name, args=args, call=call, result=text,
+                            call_id=context.call_id)
 
     def _text_ids(self, text: str, markup: bool = False) -> List[int]:
         """Tokenize result text (never control tokens) or, with ``markup``, template text."""

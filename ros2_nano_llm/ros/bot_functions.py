@@ -29,9 +29,10 @@ from typing import Any, Callable, List, Optional
 
 from rclpy.task import Future as RclFuture
 
-from .edge import failed, Report
+from .edge import failed, log_outcome, Report
 from .robot import load_entries, RobotFunctions
-from ..functions import execute, FunctionRegistry, parse_json_call
+from ..functions import FunctionRegistry, parse_json_call
+from ..functions.guard import CallPolicy
 
 MAX_CALL_NAME_CHARS = 256     # ~/call_function: longest function name taken
 MAX_CALL_ARGS_CHARS = 1 << 16  # ... and longest args_json
@@ -43,12 +44,15 @@ STOPPED = 'interrupted by ~/stop before the call ended; the action may not have 
 class NodeFunctions:
     """The bot functions of one node, from configure to cleanup."""
 
-    def __init__(self, node: Any, pool: Executor, callback_group: Any):
+    def __init__(self, node: Any, pool: Executor, callback_group: Any, policy: CallPolicy,
+                 approval: Any):
         self._node = node
         self._pool = pool
+        self._policy = policy  # every call: limits, approval, stop flag, events (guard.py)
+        self._approval = approval  # the operator's decisions (approval.OperatorApproval)
         self._group = callback_group  # the robot action clients' (responses arrive meanwhile)
         self._running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
-        self.records: Optional[List[Any]] = None  # the enabled functions (None: none)
+        self.records: Optional[FunctionRegistry] = None  # the enabled functions (None: none)
         self.bridge: Optional[RobotFunctions] = None
 
     @property
@@ -56,7 +60,7 @@ class NodeFunctions:
         """Return the names of the enabled functions."""
         return [f.name for f in self.records or ()]
 
-    def load(self, config: Any) -> Optional[List[Any]]:
+    def load(self, config: Any) -> Optional[FunctionRegistry]:
         """
         Return the bot functions the model may call (None: function calling is off).
 
@@ -89,25 +93,27 @@ class NodeFunctions:
                 for a in self.bridge.actions.values())
             self._node.get_logger().info(f"robot actions from '{config.functions_file}': "
                                          f"{services or 'none (the file lists none)'}")
-        self.records = functions or None
+        self.records = FunctionRegistry(functions, self._policy) if functions else None
         return self.records
 
     def unload(self) -> None:
         """Undo ``load()``: interrupt waiting calls and destroy the clients."""
-        bridge, self.bridge, self.records = self.bridge, None, None
+        bridge, records = self.bridge, self.records
+        self.bridge = self.records = None
         if bridge is not None:
             bridge.destroy()
+        if records is not None:
+            records.runner.close()
 
     def interrupt(self, reason: str = STOPPED) -> int:
-        """End the robot calls in progress now (stop message sent, goal cancelled); count them."""
+        """Deny the calls waiting for approval, end the robot calls in progress; count them."""
+        denied = self._approval.deny_all(f'the call was stopped ({reason})')
         bridge = self.bridge
-        if bridge is None:
-            return 0
-        return bridge.interrupt(reason)
+        return denied + (bridge.interrupt(reason) if bridge is not None else 0)
 
     def list_into(self, response: Any) -> Any:
         """Fill a ``~/list_functions`` response."""
-        functions = self.records or []
+        functions = list(self.records or ())
         response.names = [f.name for f in functions]
         response.descriptions = [f.doc_line() for f in functions]
         response.docs = FunctionRegistry(functions).generate_docs()
@@ -129,11 +135,7 @@ class NodeFunctions:
         args = request.args_json.strip() or '{}'
         line = (f'~/call_function {request.name[:80]}({args[:200]}'
                 f"{'...' if len(args) > 200 else ''}) -> {response.result[:300]}")
-        # (one call site per severity: rclpy refuses to change a call site's severity)
-        if response.success:
-            self._node.get_logger().info(line)
-        else:
-            self._node.get_logger().warning(line)
+        log_outcome(self._node.get_logger(), response.success, line)
         return response
 
     def call(self, name: str, args_json: str) -> str:
@@ -151,7 +153,7 @@ class NodeFunctions:
             call = parse_json_call(name, args_json)
         except (ValueError, RecursionError) as error:
             return f'error: malformed JSON arguments: {type(error).__name__}: {error}'[:400]
-        return execute(call, functions)
+        return functions.execute(call)
 
     async def _in_pool(self, work: Callable[[], Any]) -> Any:
         # run work on the node's pool; await it without holding an executor thread

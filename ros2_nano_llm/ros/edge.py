@@ -58,6 +58,15 @@ def edge(what: str, report: Report = Report.LOG) -> Callable:
     return decorate
 
 
+def log_outcome(logger: Any, ok: bool, line: str) -> None:
+    """Log ``line`` as info when ``ok``, else as a warning (one call site per severity)."""
+    # rclpy raises if one call site logs at two severities: hence two calls, never one
+    if ok:
+        logger.info(line)
+    else:
+        logger.warning(line)
+
+
 def failed(response: Any, reason: str, report: Report = Report.MESSAGE) -> Any:
     """Fill a service ``response`` with ``success=False`` and ``reason``; return it."""
     response.success = False

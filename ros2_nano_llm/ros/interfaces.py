@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
-from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile,
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 
 from ..msg import ChatEntry, FunctionCall, StreamToken
@@ -32,6 +32,8 @@ OUTPUT_TOKENS = '~/output/tokens'
 OUTPUT_STREAM = '~/output/stream'
 OUTPUT_REPLY = '~/output/reply'
 OUTPUT_CALLS = '~/output/calls'
+PENDING_CALLS = '~/output/pending_calls'
+APPROVE_CALL = '~/approve_call'
 GENERATE = '~/generate'
 RESET = '~/reset'
 STOP = '~/stop'
@@ -48,6 +50,11 @@ STREAM_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
 REPLY_QOS = PROMPT_QOS
 CALLS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                        reliability=ReliabilityPolicy.RELIABLE)
+# Calls waiting for approval: reliable and transient local, so an operator's tool that starts
+# late still sees the recent ones (each carries its deadline).
+PENDING_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Requests (the services and the action's goal, cancel and result services): rclpy's
 # default keeps the last 10, so a burst beyond that was dropped unanswered. Each request is
 # answered quickly (a refusal at once), so the queue needs room for one burst: every prompt
@@ -98,12 +105,24 @@ def stream_token(stamp: Time, turn_id: int, index: int, text: str,
     return msg
 
 
-def function_call(stamp: Time, turn_id: int, call: Any) -> FunctionCall:
-    """Return one ``~/output/calls`` message from a ``functions.calls.FunctionCall`` record."""
+def function_call(stamp: Time, turn_id: int, call: Any, event: str = 'ended') -> FunctionCall:
+    """
+    Return one ``~/output/calls`` message.
+
+    ``call`` is a ``functions.calls.FunctionCall`` record (a call of a reply, as the
+    Generate result lists it: ``event`` 'ended') or a ``functions.guard.CallEvent`` (pass
+    its ``event``): both carry the message's fields by name.
+    """
     msg = FunctionCall(name=call.name, args_json=call.args_json, result=str(call.result),
-                       success=bool(call.success), turn_id=turn_id, event='ended')
+                       success=bool(call.success), turn_id=turn_id, event=event,
+                       call_id=call.call_id)
     msg.header.stamp = stamp
     return msg
+
+
+def call_event(stamp: Time, event: Any) -> FunctionCall:
+    """Return the ``~/output/calls`` message of a ``functions.guard.CallEvent``."""
+    return function_call(stamp, event.turn_id, event, event.event)
 
 
 def chat_entries(history: Any) -> List[ChatEntry]:

@@ -47,13 +47,15 @@ from . import diagnostics
 from . import interfaces as ifc
 from . import params
 from . import persistence
+from .approval import OperatorApproval
 from .bot_functions import MAX_CALLS_RUNNING, NodeFunctions
 from .camera import Camera
-from .edge import edge, failed, Report
+from .edge import edge, failed, log_outcome, Report
 from .generate_action import GenerateAction
 from .outputs import ReplyOutputs
 from .run import run
 from .worker import ChatWorker, INACTIVE, load_chat, LoadTimeout, Prompt
+from ..functions.guard import CallEvent, CallPolicy
 from ..srv import CallFunction, GetHistory, ListFunctions
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
@@ -94,8 +96,12 @@ class ChatLifecycleNode(LifecycleNode):
         self._inputs = MutuallyExclusiveCallbackGroup()
         self._images = MutuallyExclusiveCallbackGroup()  # decoding a JPEG delays no prompt
         self._service_group = ReentrantCallbackGroup()
-        self._functions = NodeFunctions(self, self._pool, ReentrantCallbackGroup())
         self._config = params.declare(self)
+        # every bot function call passes the operator's approval where it needs one, and
+        # reports its events on ~/output/calls as they happen (functions/guard.py)
+        self._approval = OperatorApproval(self, lambda: self._config)
+        self._functions = NodeFunctions(self, self._pool, ReentrantCallbackGroup(), CallPolicy(
+            self._report_call, self._approval, lambda: self._turn_ids.last), self._approval)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self._pub_diagnostics = self.create_publisher(
@@ -337,7 +343,7 @@ class ChatLifecycleNode(LifecycleNode):
 
     def _answer(self, response: Any, success: bool, message: str) -> Any:
         response.success, response.message = success, message
-        (self.get_logger().info if success else self.get_logger().warning)(message)
+        log_outcome(self.get_logger(), success, message)
         return response
 
     @edge('~/get_history', Report.MESSAGE)
@@ -395,6 +401,13 @@ class ChatLifecycleNode(LifecycleNode):
         if stats is not None:
             self._stats, self._stats_turn = stats, turn_id
         self.publish_diagnostics(generating=False)
+
+    def _report_call(self, event: CallEvent) -> None:
+        # one event of a bot function call, as it happens (any thread): published, logged
+        outputs = self._outputs
+        if outputs is not None:
+            outputs.call_event(event)
+        log_outcome(self.get_logger(), event.event != 'refused', event.line())
 
     def _chat_changed(self, turn_id: Optional[int] = None) -> None:
         # save the chat to history_file (a snapshot here, the write on the node's pool) and

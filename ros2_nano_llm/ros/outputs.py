@@ -63,12 +63,12 @@ class ReplyOutputs:
             stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True)),
             reply.publish(String(data=text))))
 
-    def function_called(self, turn_id: int, call: Any) -> None:
-        """Publish one function call that really ran on ``~/output/calls``."""
+    def call_event(self, event: Any) -> None:
+        """Publish one event of a function call on ``~/output/calls`` (a ``guard.CallEvent``)."""
         calls = self._calls
         if calls is not None:
             stamp = self._now()
-            self._publish(lambda: calls.publish(ifc.function_call(stamp, turn_id, call)))
+            self._publish(lambda: calls.publish(ifc.call_event(stamp, event)))
 
     def destroy(self) -> None:
         """Destroy the publishers (cleanup); what arrives later is dropped."""

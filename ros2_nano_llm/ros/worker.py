@@ -136,9 +136,6 @@ class Sink(Protocol):
                  stats: Optional[Dict[str, float]]) -> None:
         """Take the end of a turn: the whole (maybe partial) text and the model's stats."""
 
-    def function_called(self, turn_id: int, call: Any) -> None:
-        """Take one function call that really ran during the reply (a FunctionCall record)."""
-
 
 class ChatSession(session.ChatSession):
     """The node's chat session: the library's, with the newest camera frame for a prompt."""
@@ -241,7 +238,6 @@ class _Turn:
     prompt: Prompt
     turn: Turn
     pieces: int = 0
-    calls: int = 0  # function calls reported so far
     failure: Optional[BaseException] = None  # the sink or the listener failed
 
     @property
@@ -500,7 +496,6 @@ class ChatWorker:
         if turn.failure is not None:
             return
         try:
-            turn.calls = self._report_calls(turn)
             self.sink.piece(turn.turn_id, turn.pieces, text)
             if turn.prompt.listener is not None:
                 turn.prompt.listener.piece(turn.pieces, text)
@@ -533,15 +528,13 @@ class ChatWorker:
                 self._open_entries = 0
         if error is not None:
             self.logger.error(f'reply failed, chat unchanged: {type(error).__name__}: {error}')
-        self._report_calls(turn)
-        for made in reply.calls:
-            self.logger.info(f'turn {turn.turn_id} called {made.call.raw} -> {made.result}')
         stats = reply.record.figures.as_dict() if error is None else None  # this reply's own
         self.sink.finished(turn.turn_id, turn.pieces, reply.text if error is None else '', stats)
         if error is not None:
             return Outcome(turn.turn_id, error=f'reply failed: {type(error).__name__}: {error}')
-        return Outcome(turn.turn_id, reply.text, reply.stop_reason or 'eos', list(reply.calls),
-                       stats or {})
+        # the calls that ran (each was reported on ~/output/calls as it happened)
+        return Outcome(turn.turn_id, reply.text, reply.stop_reason or 'eos',
+                       [c for c in reply.calls if c.ran], stats or {})
 
     def _prompt_done(self, prompt: Prompt, outcome: Outcome) -> None:
         # the prompt is answered (or refused): tell its listener, then take the next work
@@ -555,10 +548,3 @@ class ChatWorker:
                 self._generating = False
                 self._turn, self._current = None, None
                 self._cond.notify_all()
-
-    def _report_calls(self, turn: _Turn) -> int:
-        # calls that really ran (the library records them as they run), each reported once
-        calls = turn.reply.calls
-        for made in calls[turn.calls:len(calls)]:
-            self.sink.function_called(turn.turn_id, made)
-        return len(calls)

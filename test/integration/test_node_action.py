@@ -61,7 +61,7 @@ class Goals:
     def __init__(self, client):
         self.node = client.node
         self.client = ActionClient(self.node, Generate, f'{client.target}/generate')
-        self.calls = []  # FunctionCall messages from ~/output/calls
+        self.calls = []  # the 'ended' FunctionCall messages from ~/output/calls
         self._results = {}  # id(goal handle) -> (handle, its result future)
         self._cond = threading.Condition()
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
@@ -70,6 +70,8 @@ class Goals:
                                       self._on_call, reliable)
 
     def _on_call(self, msg):
+        if msg.event != 'ended':  # the calls that ran ('started' came first; issue 19)
+            return
         with self._cond:
             self.calls.append(msg)
             self._cond.notify_all()

@@ -132,11 +132,12 @@ class _CharModel:
 
 
 class _Stream:
-    """The reply's tokens and its record (with the calls), as the generation loop keeps them."""
+    """The reply's tokens and its record (with the calls and the stop flag), as the loop keeps them."""
 
     def __init__(self):
         self.tokens, self.record = [], Reply()
         self.calls = self.record.calls
+        self.stopped = False
 
 
 def _drive_hook(hook, model, text):
