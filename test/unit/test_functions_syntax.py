@@ -132,7 +132,7 @@ class _CharModel:
 
 
 class _Stream:
-    """The reply's tokens and its record (with the calls and the stop flag), as the loop keeps them."""
+    """The reply's tokens and its record (calls, stop flag), as the generation loop keeps them."""
 
     def __init__(self):
         self.tokens, self.record = [], Reply()
