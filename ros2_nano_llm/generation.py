@@ -24,12 +24,12 @@ leaves the cache consistent.
 
 from dataclasses import dataclass, field
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .chat.stream import StreamingResponse
-from .models.backend import Backend, EngineRequest, LogitsBackend
+from .models.backend import Backend, EngineRequest, LogitsBackend, PrefillStopped
 from .models.base import Inputs, KVCache
 from .models.sampling import sample, SamplingParams
 from .settings import SAMPLING_DEFAULTS
@@ -55,9 +55,19 @@ class GenerationJob:
 
 
 # ---- the steps ------------------------------------------------------------------------------
-def prefill(backend: LogitsBackend, cache: KVCache, inputs: Inputs) -> np.ndarray:
-    """Run ``inputs`` after what ``cache`` holds; return the last logits (V,)."""
-    logits = backend.prefill(inputs, cache.state, len(cache))
+def prefill(backend: LogitsBackend, cache: KVCache, inputs: Inputs,
+            stopped: Optional[Callable[[], bool]] = None) -> np.ndarray:
+    """
+    Run ``inputs`` after what ``cache`` holds; return the last logits (V,).
+
+    ``stopped()`` turning True ends a long prefill early (``PrefillStopped``), with none
+    of ``inputs`` in the cache.
+    """
+    try:
+        logits = backend.prefill_until(inputs, cache.state, len(cache), stopped)
+    except PrefillStopped as stop:
+        cache.crop(stop.held)  # the backend has cut its state; the keys follow
+        raise
     cache.keys.extend(inputs.keys)
     return logits
 
@@ -79,7 +89,7 @@ class _Sampled:
         self.rng = np.random.default_rng(job.seed)  # one per reply; unseeded without a seed
 
     def start(self) -> None:
-        self.logits = prefill(self.backend, self.cache, self.job.inputs)
+        self.logits = prefill(self.backend, self.cache, self.job.inputs, self._stopped)
         if self.job.params.repetition_penalty != 1.0:
             self.context = [k for k in self.cache.keys if isinstance(k, int)]
 
@@ -98,7 +108,8 @@ class _Sampled:
 
     def inject(self, tokens: Sequence[int]) -> None:
         """Run tokens that join the reply without being sampled."""
-        self.logits = prefill(self.backend, self.cache, Inputs.from_tokens(tokens))
+        self.logits = prefill(self.backend, self.cache, Inputs.from_tokens(tokens),
+                              self._stopped)
         self._seen(tokens)
 
     def finish_reason(self) -> str:
@@ -106,6 +117,9 @@ class _Sampled:
 
     def close(self) -> None:
         pass
+
+    def _stopped(self) -> bool:
+        return self.job.stream.stopped
 
     def _seen(self, tokens: Sequence[int]) -> None:
         if self.context is not None:
@@ -270,6 +284,8 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         source.start()
         prefill_time = time.perf_counter() - start
         decode_start = time.perf_counter()
+        if stream.stopped:
+            raise PrefillStopped(len(cache))  # asked as the prefill ended: no token either
         if job.reply_prefix:
             # the reply starts with given text (steers the format); it counts as reply tokens
             inject(job.reply_prefix)
@@ -331,6 +347,8 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         _record(stats, len(job.inputs), len(stream.tokens), prefill_time,
                 time.perf_counter() - decode_start, first_token_at, job.submitted)
         stream.end(reason=reason)
+    except PrefillStopped:
+        stream.end(reason='stopped')  # stop() during the prefill: the cache is as it was
     except Exception as error:  # noqa: BLE001 - handed to the reader, never lost in the worker
         stream.end(reason='error', error=error)
     finally:
