@@ -49,6 +49,7 @@ setup(
         'vision': VISION,
         'all': LLAMA_CPP + VISION,  # VISION includes HF
         'test': ['pytest'],
+        'benchmark': ['matplotlib'],  # the PNG plots of benchmarks/ (benchmarks/plots.py)
     },
     entry_points={
         'console_scripts': [
