@@ -257,6 +257,7 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
     source = token_source(backend, job)
     stops = _StopText(backend, job.stop_strings) if job.stop_strings else None
     reason, first_token_at, count = 'length', None, 0
+    start = time.perf_counter()
 
     def put(tokens: Sequence[int]) -> None:
         nonlocal first_token_at
@@ -280,7 +281,6 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         if len(cache) + len(job.inputs) >= limit:
             raise ValueError(f'prompt of {len(job.inputs)} tokens after {len(cache)} cached does '
                              f'not fit the context of {limit} tokens; shorten it or wrap the chat')
-        start = time.perf_counter()
         source.start()
         prefill_time = time.perf_counter() - start
         decode_start = time.perf_counter()
@@ -348,7 +348,10 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
                 time.perf_counter() - decode_start, first_token_at, job.submitted)
         stream.end(reason=reason)
     except PrefillStopped:
-        stream.end(reason='stopped')  # stop() during the prefill: the cache is as it was
+        # stop() during the prefill: the cache is as it was, the figures say what ran
+        _record(stats, len(job.inputs), len(stream.tokens), time.perf_counter() - start, 0.0,
+                first_token_at, job.submitted)
+        stream.end(reason='stopped')
     except Exception as error:  # noqa: BLE001 - handed to the reader, never lost in the worker
         stream.end(reason='error', error=error)
     finally:

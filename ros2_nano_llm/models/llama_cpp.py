@@ -28,6 +28,11 @@ embedded SmolLM2 its next-token logits differ by at most about 0.3 (logits of ~3
 greedy replies agree (test_backend_exactness.py states the tolerance). ``bit_exact=True``
 gives the old guarantee: the decoded positions are run again, batched with the next
 prefill, so each turn also pays a prefill of the previous reply's tokens.
+
+A reply's ``stop()`` ends a long prefill within one graph node (llama.cpp's abort callback,
+set only while a prefill runs), and the prefill's positions are cut again. Loading runs one
+token and drops it, as llama.cpp's own tools do, so the first reply does not pay for paging
+the weights in.
 """
 
 import functools
