@@ -54,6 +54,7 @@ setup(
         'web': WEB,
         'all': LLAMA_CPP + VISION + WEB,  # VISION includes HF
         'test': ['pytest', 'playwright'],
+        'benchmark': ['matplotlib'],  # the PNG plots of benchmarks/ (benchmarks/plots.py)
     },
     entry_points={
         'console_scripts': [

@@ -24,13 +24,13 @@ leaves the cache consistent.
 
 from dataclasses import dataclass, field
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .chat.reply import Figures
 from .chat.stream import StreamingResponse
-from .models.backend import Backend, EngineRequest, LogitsBackend
+from .models.backend import Backend, EngineRequest, LogitsBackend, PrefillStopped
 from .models.base import Inputs, KVCache
 from .models.sampling import sample, SamplingParams
 from .settings import SAMPLING_DEFAULTS
@@ -56,9 +56,19 @@ class GenerationJob:
 
 
 # ---- the steps ------------------------------------------------------------------------------
-def prefill(backend: LogitsBackend, cache: KVCache, inputs: Inputs) -> np.ndarray:
-    """Run ``inputs`` after what ``cache`` holds; return the last logits (V,)."""
-    logits = backend.prefill(inputs, cache.state, len(cache))
+def prefill(backend: LogitsBackend, cache: KVCache, inputs: Inputs,
+            stopped: Optional[Callable[[], bool]] = None) -> np.ndarray:
+    """
+    Run ``inputs`` after what ``cache`` holds; return the last logits (V,).
+
+    ``stopped()`` turning True ends a long prefill early (``PrefillStopped``), with none
+    of ``inputs`` in the cache.
+    """
+    try:
+        logits = backend.prefill_until(inputs, cache.state, len(cache), stopped)
+    except PrefillStopped as stop:
+        cache.crop(stop.held)  # the backend has cut its state; the keys follow
+        raise
     cache.keys.extend(inputs.keys)
     return logits
 
@@ -80,7 +90,7 @@ class _Sampled:
         self.rng = np.random.default_rng(job.seed)  # one per reply; unseeded without a seed
 
     def start(self) -> None:
-        self.logits = prefill(self.backend, self.cache, self.job.inputs)
+        self.logits = prefill(self.backend, self.cache, self.job.inputs, self._stopped)
         if self.job.params.repetition_penalty != 1.0:
             self.context = [k for k in self.cache.keys if isinstance(k, int)]
 
@@ -99,7 +109,8 @@ class _Sampled:
 
     def inject(self, tokens: Sequence[int]) -> None:
         """Run tokens that join the reply without being sampled."""
-        self.logits = prefill(self.backend, self.cache, Inputs.from_tokens(tokens))
+        self.logits = prefill(self.backend, self.cache, Inputs.from_tokens(tokens),
+                              self._stopped)
         self._seen(tokens)
 
     def finish_reason(self) -> str:
@@ -107,6 +118,9 @@ class _Sampled:
 
     def close(self) -> None:
         pass
+
+    def _stopped(self) -> bool:
+        return self.job.stream.stopped
 
     def _seen(self, tokens: Sequence[int]) -> None:
         if self.context is not None:
@@ -244,6 +258,7 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
     source = token_source(backend, job)
     stops = _StopText(backend, job.stop_strings) if job.stop_strings else None
     reason, first_token_at, count = 'length', None, 0
+    start = time.perf_counter()
 
     def put(tokens: Sequence[int]) -> None:
         nonlocal first_token_at
@@ -267,10 +282,11 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         if len(cache) + len(job.inputs) >= limit:
             raise ValueError(f'prompt of {len(job.inputs)} tokens after {len(cache)} cached does '
                              f'not fit the context of {limit} tokens; shorten it or wrap the chat')
-        start = time.perf_counter()
         source.start()
         prefill_time = time.perf_counter() - start
         decode_start = time.perf_counter()
+        if stream.stopped:
+            raise PrefillStopped(len(cache))  # asked as the prefill ended: no token either
         if job.reply_prefix:
             # the reply starts with given text (steers the format); it counts as reply tokens
             inject(job.reply_prefix)
@@ -334,6 +350,11 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
             time.perf_counter() - decode_start, first_token_at, job.submitted)
         stats.update(figures.as_dict())
         stream.end(reason=reason)
+    except PrefillStopped:
+        # stop() during the prefill: the cache is as it was, the figures say what ran
+        _record(stats, len(job.inputs), len(stream.tokens), time.perf_counter() - start, 0.0,
+                first_token_at, job.submitted)
+        stream.end(reason='stopped')
     except Exception as error:  # noqa: BLE001 - handed to the reader, never lost in the worker
         stream.end(reason='error', error=error)
     finally:

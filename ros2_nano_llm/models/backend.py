@@ -27,7 +27,7 @@ needs ``getattr``/``hasattr`` to learn what a backend can do.
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -100,12 +100,31 @@ class Backend(abc.ABC):
         raise ValueError(f"api='{self.name}' cannot load a saved KV cache")
 
 
+class PrefillStopped(Exception):
+    """A prefill ended early because it was asked to stop; ``cache`` holds ``held`` positions."""
+
+    def __init__(self, held: int):
+        super().__init__(f'the prefill was stopped; the cache holds {held} positions')
+        self.held = held
+
+
 class LogitsBackend(Backend):
     """A model run step by step that returns the next-token logits; the loop samples."""
 
     @abc.abstractmethod
     def prefill(self, inputs: Inputs, cache: Any, start: int) -> np.ndarray:
         """Run ``inputs`` at positions ``start..`` into ``cache``; return last logits (V,)."""
+
+    def prefill_until(self, inputs: Inputs, cache: Any, start: int,
+                      stopped: Optional[Callable[[], bool]]) -> np.ndarray:
+        """
+        Run ``prefill``, ending it early once ``stopped()`` is True.
+
+        An early end raises :class:`PrefillStopped`, with none of ``inputs`` left in the
+        cache (``held`` says how many positions it keeps: ``start``, or fewer where the
+        backend re-ran earlier ones). The default runs the prefill whole.
+        """
+        return self.prefill(inputs, cache, start)
 
     @abc.abstractmethod
     def decode_step(self, token: int, cache: Any, pos: int) -> np.ndarray:

@@ -16,12 +16,12 @@
 import logging
 import os
 import shutil
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .backend import LogitsBackend
+from .backend import LogitsBackend, PrefillStopped
 from .base import Inputs, ModelConfig
 from .loading import cached_conversion, converted_dir, download, ModelSource
 
@@ -42,6 +42,9 @@ class HFBackend(LogitsBackend):
         self.vision = vision
         self.device = next(model.parameters()).device
         self._embed_tokens = model.get_input_embeddings()
+        from transformers.modeling_layers import GradientCheckpointingLayer
+        # the decoder layers (transformers' base class of them): a stopped prefill ends at one
+        self._layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
 
     @classmethod
     def load(cls, source: ModelSource, quantization: Optional[str] = None,
@@ -121,6 +124,26 @@ class HFBackend(LogitsBackend):
                              cache_position=cache_position, logits_to_keep=1)
         return _to_numpy(out.logits[0, -1])  # (V,)
 
+    def prefill_until(self, inputs: Inputs, cache: Any, start: int,
+                      stopped: Optional[Callable[[], bool]]) -> np.ndarray:
+        """Run ``prefill``; ``stopped()`` is checked before each decoder layer runs."""
+        if stopped is None:
+            return self.prefill(inputs, cache, start)
+
+        def check(_module: Any, _args: Any) -> None:
+            if stopped():
+                raise PrefillStopped(start)
+
+        hooks = [layer.register_forward_pre_hook(check) for layer in self._layers]
+        try:
+            return self.prefill(inputs, cache, start)
+        except PrefillStopped:
+            _crop_layers(cache, start)  # the layers before the stop hold the new positions
+            raise
+        finally:
+            for hook in hooks:
+                hook.remove()
+
     @torch.inference_mode()
     def decode_step(self, token: int, cache: Any, pos: int) -> np.ndarray:
         """Run one token at position ``pos``; return its logits (V,)."""
@@ -189,6 +212,14 @@ class HFBackend(LogitsBackend):
         from ..vision.convert import to_rgb_array
         with torch.inference_mode():
             return self.vision.embed(to_rgb_array(image))
+
+
+def _crop_layers(cache: Any, length: int) -> None:
+    # layer by layer: after a forward that ended part-way they hold different lengths
+    for layer in cache.layers:
+        extra = layer.get_seq_length() - length
+        if extra > 0:
+            layer.crop(-extra)
 
 
 def _to_numpy(logits: torch.Tensor) -> np.ndarray:

@@ -21,12 +21,18 @@ on the raw pointers. The pointers are read from the ``Llama`` object here and no
 so a llama-cpp-python release that renames its private attributes breaks one constructor.
 """
 
+import contextlib
 import ctypes
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 SEQ = 0  # the one llama.cpp sequence this project uses per context
+ABORTED = 2  # what llama_decode returns when the abort callback asked it to stop
+
+
+class DecodeAborted(RuntimeError):
+    """``llama_decode`` stopped because the abort callback said so; its positions are cut."""
 
 
 class LlamaContext:
@@ -46,6 +52,46 @@ class LlamaContext:
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.model))
         self._memory = llama_cpp.llama_get_memory(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        # called by ggml between graph nodes while set (prefills only: it takes the GIL)
+        self._stopped: Optional[Callable[[], bool]] = None
+        self._abort_fn = llama_cpp.ggml_abort_callback(self._abort_requested)
+
+    def warm_up(self) -> None:
+        """
+        Run one token and forget it, the way llama.cpp's own tools warm up after loading.
+
+        The first decode on a context pages the mapped weights in and starts the compute
+        threads; done here, that cost is part of loading, not of the first reply.
+        """
+        token = self.bos_id()
+        if token is None:
+            token = (self.end_ids() or [0])[0]
+        self._lib.llama_set_warmup(self.ctx, True)
+        try:
+            self.decode([token], 0)
+        finally:
+            self._lib.llama_set_warmup(self.ctx, False)
+            self.cut(0)
+            self._lib.llama_perf_context_reset(self.ctx)  # evaluated() counts real work only
+
+    @contextlib.contextmanager
+    def abort_when(self, stopped: Optional[Callable[[], bool]]) -> Iterator[None]:
+        """Let ``stopped()`` turning True end a ``decode()`` within one graph node."""
+        if stopped is None:
+            yield
+            return
+        self._stopped = stopped
+        self._lib.llama_set_abort_callback(self.ctx, self._abort_fn, None)
+        try:
+            yield
+        finally:
+            # unset for decode steps: a Python callback per graph node would slow them
+            self._lib.llama_set_abort_callback(self.ctx, self._lib.ggml_abort_callback(), None)
+            self._stopped = None
+
+    def _abort_requested(self, _data: Any) -> bool:
+        stopped = self._stopped
+        return bool(stopped is not None and stopped())
 
     def end_ids(self) -> List[int]:
         """Return the end-of-sequence and end-of-turn token ids (once each)."""
@@ -70,9 +116,14 @@ class LlamaContext:
             batch.logits[i] = False
         batch.logits[n - 1] = True
         code = self._lib.llama_decode(self.ctx, batch)
+        if code == ABORTED and self._stopped is not None:
+            self.cut(start)  # llama.cpp drops the aborted batch's cells; make sure of it
+            raise DecodeAborted('llama_decode was aborted')
         if code != 0:
             raise RuntimeError(f'llama_decode returned {code} (1: no room in the KV cache, '
                                '2: aborted, < 0: error)')
+        # the batch is done (CPU) or queued (GPU): wait, so evaluated() counts it already
+        self._lib.llama_synchronize(self.ctx)
 
     def evaluated(self) -> int:
         """Return how many positions this context has run so far (llama.cpp's counters)."""

@@ -28,6 +28,11 @@ embedded SmolLM2 its next-token logits differ by at most about 0.3 (logits of ~3
 greedy replies agree (test_backend_exactness.py states the tolerance). ``bit_exact=True``
 gives the old guarantee: the decoded positions are run again, batched with the next
 prefill, so each turn also pays a prefill of the previous reply's tokens.
+
+A reply's ``stop()`` ends a long prefill within one graph node (llama.cpp's abort callback,
+set only while a prefill runs), and the prefill's positions are cut again. Loading runs one
+token and drops it, as llama.cpp's own tools do, so the first reply does not pay for paging
+the weights in.
 """
 
 import functools
@@ -41,9 +46,9 @@ import weakref
 
 import numpy as np
 
-from .backend import LogitsBackend
+from .backend import LogitsBackend, PrefillStopped
 from .base import Inputs, ModelConfig
-from .llama_context import LlamaContext
+from .llama_context import DecodeAborted, LlamaContext
 from .loading import ModelSource
 
 log = logging.getLogger(__name__)
@@ -140,6 +145,7 @@ class LlamaCppBackend(LogitsBackend):
         if not explicit and 0 < context.n_ctx_train < context.n_ctx:
             context.close()  # max_context_len is more than this model was trained on
             context = LlamaContext(llama_cpp.Llama(**{**params, 'n_ctx': context.n_ctx_train}))
+        context.warm_up()
         meta = context.llm.metadata
         eos, bos = context.end_ids(), context.bos_id()
         config = ModelConfig(
@@ -278,9 +284,14 @@ class LlamaCppBackend(LogitsBackend):
         self._owner = weakref.ref(cache)
 
     # ---- running the model ---------------------------------------------------------------
-    @_locked
     def prefill(self, inputs: Inputs, cache: LlamaCppCache, start: int) -> np.ndarray:
         """Run ``inputs`` at positions ``start..`` into ``cache``; return the last logits (V,)."""
+        return self.prefill_until(inputs, cache, start, None)
+
+    @_locked
+    def prefill_until(self, inputs: Inputs, cache: LlamaCppCache, start: int,
+                      stopped: Any) -> np.ndarray:
+        """Run ``prefill``; ``stopped()`` aborts it within one graph node (llama.cpp's)."""
         if not inputs.is_text:
             raise ValueError(f"api='llama_cpp' takes text only; {self.config.name} cannot take "
                              "images here (use api='hf' for vision models)")
@@ -295,8 +306,14 @@ class LlamaCppBackend(LogitsBackend):
                 begin -= 1  # never a lone token: batch it with the one before
             tokens = cache.tokens[begin:] + tokens
             self.crop(cache, begin)
-        for chunk in _chunks(tokens, self._c.n_batch):
-            self._run(chunk, cache)
+            start = begin
+        try:
+            with self._c.abort_when(stopped):
+                for chunk in _chunks(tokens, self._c.n_batch):
+                    self._run(chunk, cache)
+        except DecodeAborted:
+            self.crop(cache, start)  # none of this prefill stays
+            raise PrefillStopped(start) from None
         if len(tokens) > 1:
             cache.batched = len(cache.tokens)
         return self._c.logits()
