@@ -17,8 +17,9 @@ Warm restart of the node (issue 20 item 3) over real DDS, on the embedded SmolLM
 The node saves the chat's KV state beside ``history_file`` once it has been idle a short
 while; after ``kill -9`` and a restart, configure loads it and the first turn prefills only
 its own tokens (``input_tokens`` on ``/diagnostics``, ``cache_tokens`` of
-``~/get_history``). A cut, altered or mismatched state file is ignored with the reason in
-the log, the chat is prefilled again, and the reply is the same.
+``~/get_history``) and replies as the process that never stopped did. A cut, altered or
+mismatched state file is ignored with the reason in the log, the chat is prefilled again,
+and the reply is the one a cold prefill gives.
 """
 
 import os
@@ -68,7 +69,12 @@ def _wait_for_file(path, timeout=30.0):
 
 @pytest.fixture(scope='module')
 def saved(tmp_path_factory):
-    """Two turns, the state saved while idle, then kill -9; yield the folder and figures."""
+    """
+    Two turns, the state saved while idle, then the question, then kill -9.
+
+    Returns the figures (a dict): the folder, the chat file, the tokens saved after two
+    turns, and ``continuous``: the reply to the question in the process that never stopped.
+    """
     pytest.importorskip('llama_cpp', reason='llama-cpp-python is not installed')
     folder = tmp_path_factory.mktemp('warm_restart')
     path = folder / 'chat.json'
@@ -76,20 +82,36 @@ def saved(tmp_path_factory):
     try:
         for prompt in PROMPTS:
             client.ask(prompt, timeout=120.0)
-        # the node is idle: the state is saved by itself, with no transition or exit
-        _wait_for_file(cache_file.state_path(str(path)))
+        # the node is idle: the state of the whole chat is saved by itself (with no
+        # transition or exit) a short while after the last change
         cached = client.history().cache_tokens
+        _wait_for_file(cache_file.state_path(str(path)))
+        deadline = time.monotonic() + 30.0
+        while _saved_tokens(path) != cached:
+            assert time.monotonic() < deadline, (_saved_tokens(path), cached)
+            time.sleep(0.1)
+        shutil.copy(path, folder / 'chat.saved')
+        shutil.copy(cache_file.state_path(str(path)), folder / 'kv.saved')
+        continuous = client.ask(QUESTION, timeout=120.0)[1]
         process.process.kill()
         assert process.process.wait(10) == -9
     finally:
         stop_node(process, client)
-    shutil.copy(path, folder / 'chat.saved')
-    shutil.copy(cache_file.state_path(str(path)), folder / 'kv.saved')
-    return folder, path, cached
+    return {'folder': folder, 'path': path, 'cached': cached, 'continuous': continuous}
+
+
+def _put_back(saved, state=True):
+    folder, path = saved['folder'], saved['path']
+    shutil.copy(folder / 'chat.saved', path)
+    if state:
+        shutil.copy(folder / 'kv.saved', cache_file.state_path(str(path)))
+    elif os.path.exists(cache_file.state_path(str(path))):
+        os.remove(cache_file.state_path(str(path)))
+    return folder, path, saved['cached']
 
 
 def test_restart_prefills_only_the_new_turn(saved):
-    folder, path, cached = saved
+    folder, path, cached = _put_back(saved)
     size = os.path.getsize(cache_file.state_path(str(path)))
     print(f'KV state: {cached} tokens in {size} bytes, '
           f'{size / cached * 1000 / 1e6:.1f} MB per 1,000 tokens')
@@ -99,6 +121,8 @@ def test_restart_prefills_only_the_new_turn(saved):
         history = client.history()
         assert history.cache_tokens == cached  # restored at configure, before any prompt
         turn, warm = client.ask(QUESTION, timeout=120.0)
+        # the same reply as in the process that never stopped: the same cache
+        assert warm == saved['continuous']
         new_tokens = _input_tokens(client, turn.turn_id)
         # the question's own tokens and the template around it (and, on llama.cpp, the
         # last reply's positions decoded one at a time), never the whole chat
@@ -112,15 +136,15 @@ def test_restart_prefills_only_the_new_turn(saved):
     finally:
         stop_node(process, client)
     assert process.process.returncode == 0
-    # the cold reference: the same chat with no state file replies the same
-    shutil.copy(folder / 'chat.saved', path)
-    os.remove(cache_file.state_path(str(path)))
+    # without a state file the chat is prefilled again (in one batch: on llama.cpp its
+    # reply may differ from the cached one within the backend's tolerance, issue 20)
+    _put_back(saved, state=False)
     process, client = _start(folder / 'cold', path, kv_state_max_bytes=0)
     try:
         assert client.history().cache_tokens == 0
         turn, cold = client.ask(QUESTION, timeout=120.0)
         assert _input_tokens(client, turn.turn_id) > cached
-        assert cold == warm
+        saved['cold'] = cold
     finally:
         stop_node(process, client)
     # kv_state_max_bytes 0: no state file at all
@@ -145,12 +169,12 @@ BAD_STATES = [
 
 
 def test_a_bad_state_file_is_ignored_with_the_reason(saved):
-    folder, path, cached = saved
+    folder, path, cached = _put_back(saved)
     kv = cache_file.state_path(str(path))
     good = (folder / 'kv.saved').read_bytes()
     process, client = _start(folder / 'bad', path, activate=False)
     try:
-        reference = None
+        reference = saved.get('cold')  # the cold prefill's reply, when that test ran
         for i, (kind, damage, reason) in enumerate(BAD_STATES):
             if i:
                 assert client.transition('deactivate') and client.transition('cleanup')
