@@ -211,7 +211,7 @@ class ChatLifecycleNode(LifecycleNode):
         if problem:
             self._unload_functions()
             return self._configure_failed(problem, "tool_choice 'auto'")
-        chat_file = persistence.ChatFile(config.history_file, log, self._pool, self._turn_ids,
+        chat_file = persistence.ChatFile(config.history_file, log, self._pool,
                                          config.kv_state_max_bytes) \
             if config.history_file else None
         # loaded off the executor; from then on the chat's work runs on the model's worker
@@ -230,8 +230,8 @@ class ChatLifecycleNode(LifecycleNode):
         worker = ChatWorker(session, self, lambda: self._config, log)
         self._worker, self._session, self._functions = worker, session, functions
         self._chat_file = chat_file
-        if chat_file is not None:  # a restored chat goes on after its last saved turn
-            self._turn_ids.skip_past(chat_file.turn_id)
+        # a restored chat goes on after its ids, each new one reserved in the file first
+        self._turn_ids.attach(chat_file)
         self._pub_tokens = self.create_lifecycle_publisher(
             String, ifc.OUTPUT_TOKENS, ifc.STREAM_QOS)
         self._pub_stream = self.create_lifecycle_publisher(
