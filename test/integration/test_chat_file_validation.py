@@ -12,13 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-A loaded chat file's fields are checked against the range they are used in (issue 21 items 15, 16).
+A loaded chat file's fields are checked against the range they are used in (issue 21, 15-16).
 
 A turn id must fit the uint32 wire field with room to go on; a bot entry's saved token ids
 never bring template control tokens into the chat (its text is taken as plain text), and
 only bot entries keep token ids. Turn ids are reserved in the file before they are used, so
-a restart never gives one again (issue 21 item 8). The real tokenizer and template of a tiny random-weight
-Llama (ChatML); ``ChatFile`` is the node's loader, without ROS.
+a restart never gives one again (issue 21 item 8). The real tokenizer and template of a
+tiny random-weight Llama (ChatML); ``ChatFile`` is the node's loader, without ROS.
 """
 
 import glob
