@@ -123,7 +123,7 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('history_file', '', 'JSON file the chat is saved to after every change and '
               "loaded from at configure (docs/history-format.md); '' keeps it in memory only",
               RELOAD),
-    ParamSpec('kv_state_max_bytes', 256 << 20, "largest KV state file kept beside "
+    ParamSpec('kv_state_max_bytes', 256 << 20, 'largest KV state file kept beside '
               'history_file (<history_file>.kv) for a warm restart: its prefill, saved when the '
               'node is idle and at deactivate, cleanup and shutdown; 0 for none', RELOAD, 0,
               1 << 40),

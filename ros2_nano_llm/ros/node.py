@@ -131,7 +131,7 @@ class ChatLifecycleNode(LifecycleNode):
         problem = params.tool_choice_problem(config.tool_choice, self._functions.names)
         if problem:
             return self._configure_failed(problem, "tool_choice 'auto'")
-        chat_file = persistence.ChatFile(config.history_file, log, self._pool, self._turn_ids,
+        chat_file = persistence.ChatFile(config.history_file, log, self._pool,
                                          config.kv_state_max_bytes) \
             if config.history_file else None
         try:
@@ -141,8 +141,8 @@ class ChatLifecycleNode(LifecycleNode):
             return self._configure_failed(str(error))
         except Exception as error:  # noqa: BLE001 - every load error means FAILURE + reason
             return self._configure_failed(f'{type(error).__name__}: {error}')
-        if chat_file is not None:  # a restored chat goes on after its last saved turn
-            self._turn_ids.skip_past(chat_file.turn_id)
+        # a restored chat goes on after its ids, each new one reserved in the file first
+        self._turn_ids.attach(chat_file)
         self._chat_file, self._last_error = chat_file, ''
         self._worker = ChatWorker(session, None, lambda: self._config, log)
         self._camera.configure(session.encoder_side())

@@ -64,15 +64,21 @@ WRITE_WAIT_S = 10.0           # bound on a turn's wait for its id's reservation 
 
 class ReservedTurnIds(TurnIds):
     """
-    The node's turn ids: each one handed out is covered by ``turn_ids_reserved`` on disk.
+    The node's turn ids: each one handed out is reserved in the chat file first.
 
-    ``reserve`` (set by the chat file while one is open) is called with each new id before
-    it is used; it returns at once while the id is already reserved on disk.
+    ``attach`` a configured chat's file (or None): each new id is then passed to its
+    ``reserve`` before it is used, which returns at once while the id is reserved on disk.
     """
 
     def __init__(self):
         super().__init__()
         self.reserve: Optional[Callable[[int], None]] = None
+
+    def attach(self, chat_file: Optional['ChatFile']) -> None:
+        """Reserve ids in ``chat_file`` from now on (None: in no file), after its own ids."""
+        if chat_file is not None:
+            self.skip_past(chat_file.reserved)
+        self.reserve = chat_file.reserve if chat_file is not None else None
 
     def __next__(self) -> int:
         """Return the next id, reserved on disk first when a chat file is open."""
@@ -103,7 +109,6 @@ class ChatFile:
     """One chat's file: restore it, then write the newest snapshot after each change."""
 
     def __init__(self, path: str, logger: Any, pool: Optional[Executor] = None,
-                 turn_ids: Optional[ReservedTurnIds] = None,
                  kv_max_bytes: int = cache_file.DEFAULT_MAX_BYTES):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.logger = logger
@@ -126,11 +131,11 @@ class ChatFile:
         self._reserved_on_disk = 0  # ... and the file says so
         self._writing = False   # a writer job is queued or running on the pool
         self._closing = False
-        self._turn_ids = turn_ids
         self._history: Any = None  # the chat, once restored (for its KV state)
         self._kv_max_bytes = kv_max_bytes
         self._kv_due: Optional[float] = None  # time.monotonic() the KV state is due
         self._kv_running = False
+        self._kv_dirty = False  # the chat changed since the state was loaded or saved
         self._kv_warned = ''  # the last reason logged for a state not saved (said once)
         # the node's pool; alone (tests, benchmarks) the file has a one-thread pool of its own
         self._own_pool = pool is None
@@ -170,10 +175,6 @@ class ChatFile:
             self._history = history
             self._last = storage.snapshot(history, dict(restored.extra))
             self._reserved = self._reserved_on_disk = reserved
-        if self._turn_ids is not None:
-            # go on after every id that may have been handed out, and reserve the next ones
-            self._turn_ids.skip_past(reserved)
-            self._turn_ids.reserve = self._reserve
         if self._kv_max_bytes > 0:
             self._load_state(history)
 
@@ -203,6 +204,7 @@ class ChatFile:
                 return 0
             with self._cond:
                 ticket = self._hand_over(snap)
+                self._kv_dirty = True
         self.last_snapshot_ms = 1000.0 * (time.perf_counter() - start)
         return ticket
 
@@ -225,7 +227,7 @@ class ChatFile:
                                        timeout)
 
     def save_state_soon(self) -> None:
-        """Save the KV state as soon as the chat is written (deactivate), on the pool."""
+        """Save the KV state now if the chat changed since it was saved (deactivate; the pool)."""
         with self._cond:
             self._schedule_state(0.0)
 
@@ -238,12 +240,10 @@ class ChatFile:
         """
         with self._cond:
             self._closing = True
-            if self._kv_due is not None or self._kv_running:
+            if self._kv_due is not None:
                 self._kv_due = 0.0  # the state is due now: a waiting job wakes and saves it
                 self._start_state_job()
             self._cond.notify_all()
-        if self._turn_ids is not None and self._turn_ids.reserve == self._reserve:
-            self._turn_ids.reserve = None
         with self._cond:
             ended = self._cond.wait_for(
                 lambda: self._pending is None and not self._writing and not self._kv_running,
@@ -281,15 +281,21 @@ class ChatFile:
             self._pool.submit(self._write_pending)
         return self._handed
 
-    def _reserve(self, turn_id: int) -> None:
-        # ReservedTurnIds: ``turn_id`` is about to be used (the model's worker, turn start)
+    @property
+    def reserved(self) -> int:
+        """Return the newest turn id that may have been handed out (saved or reserved)."""
         with self._cond:
-            if turn_id <= self._reserved_on_disk or self._last is None:
+            return self._reserved
+
+    def reserve(self, turn_id: int) -> None:
+        """Have ``turn_id`` reserved on disk before it is used (``ReservedTurnIds``)."""
+        # the model's worker, as a turn starts: at once unless a new file or a failed write
+        with self._cond:
+            if turn_id <= self._reserved_on_disk or self._last is None or self._closing:
                 return
             last = self._last
             extra = self._extra(last.doc['extra'].get('turn_id', 0), turn_id)
-            snap = storage.Snapshot(dict(last.doc, extra=dict(last.doc['extra'], **extra)),
-                                    last.images)
+            snap = storage.Snapshot(dict(last.doc, extra=extra), last.images)
             ticket = self._hand_over(snap)
         if not self.wait_saved(ticket, WRITE_WAIT_S):
             self.logger.warning(f'turn {turn_id} starts before its id is reserved in '
@@ -351,7 +357,7 @@ class ChatFile:
     def _schedule_state(self, delay: float) -> None:
         # under self._cond: the KV state is due ``delay`` s from now (debounced: a newer
         # change moves it later); one job on the pool waits for it and saves it
-        if self._kv_max_bytes <= 0 or self._history is None:
+        if self._kv_max_bytes <= 0 or self._history is None or not self._kv_dirty:
             return
         self._kv_due = time.monotonic() + (0.0 if self._closing else delay)
         self._start_state_job()
@@ -372,7 +378,7 @@ class ChatFile:
                     history = self._history
                     if self._kv_due is None or history is None:
                         return
-                    self._kv_due = None
+                    self._kv_due, self._kv_dirty = None, False
                 self._save_state(history)
         finally:
             with self._cond:

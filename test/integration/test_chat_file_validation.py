@@ -12,12 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-A loaded chat file's fields are checked against the range they are used in (issue 21 items 15, 16).
+A loaded chat file's fields are checked against the range they are used in (issue 21, 15-16).
 
 A turn id must fit the uint32 wire field with room to go on; a bot entry's saved token ids
 never bring template control tokens into the chat (its text is taken as plain text), and
-only bot entries keep token ids. The real tokenizer and template of a tiny random-weight
-Llama (ChatML); ``ChatFile`` is the node's loader, without ROS.
+only bot entries keep token ids. Turn ids are reserved in the file before they are used, so
+a restart never gives one again (issue 21 item 8). The real tokenizer and template of a
+tiny random-weight Llama (ChatML); ``ChatFile`` is the node's loader, without ROS.
 """
 
 import glob
@@ -47,8 +48,7 @@ def _write(path, doc):
 
 def _restore(model, path):
     history = ChatHistory(model)
-    chat_file = ChatFile(str(path), logging.getLogger('test'), turn_ids=ReservedTurnIds(),
-                         kv_max_bytes=0)
+    chat_file = ChatFile(str(path), logging.getLogger('test'), kv_max_bytes=0)
     chat_file.restore(history)
     chat_file.close(5.0)
     return history, chat_file
@@ -102,6 +102,7 @@ def test_control_tokens_in_a_bot_entry_never_reach_the_chat(tiny_llama, tmp_path
     assert bot.role == 'bot' and bot.content == doc['entries'][index]['text']
     assert not control.intersection(bot.tokens)  # its text, tokenized as plain text
     # the whole chat holds the template's control tokens only where the template puts them
+
     def markup(h):
         return sum(k in control for k in h.render(add_generation_prompt=False).keys)
     plain = ChatHistory(tiny_llama)
@@ -142,3 +143,30 @@ def test_other_fields_out_of_range_are_refused(tiny_llama, tmp_path, field, valu
     with pytest.raises(storage.HistoryFileError, match=reason):
         history.load(str(path))
     assert [m.role for m in history] == ['system']
+
+
+def _opened(model, path):
+    history = ChatHistory(model)
+    chat_file = ChatFile(str(path), logging.getLogger('test'), kv_max_bytes=0)
+    chat_file.restore(history)
+    ids = ReservedTurnIds()
+    ids.attach(chat_file)
+    return history, chat_file, ids
+
+
+def test_a_turn_id_is_on_disk_before_it_is_used(tiny_llama, tmp_path):
+    path = tmp_path / 'chat.json'
+    history, chat_file, ids = _opened(tiny_llama, path)
+    assert not path.exists()
+    assert next(ids) == 1  # a new file: written first, turn 1 reserved (one past turn 0)
+    assert storage.read(path)['extra'] == {'turn_id': 0}
+    chat_file.close(5.0)  # killed before turn 1 was saved
+    history, chat_file, ids = _opened(tiny_llama, path)
+    assert next(ids) == 2  # turn 1 may have streamed: never given again
+    assert storage.read(path)['extra'] == {'turn_id': 0, 'turn_ids_reserved': 2}
+    assert chat_file.save(history, 2, 5.0)  # turn 2 saved: turn 3 is reserved with it
+    assert next(ids) == 3 and storage.read(path)['extra'] == {'turn_id': 2}
+    chat_file.close(5.0)
+    history, chat_file, ids = _opened(tiny_llama, path)
+    assert next(ids) == 4
+    chat_file.close(5.0)
