@@ -352,8 +352,10 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
         stream.end(reason=reason)
     except PrefillStopped:
         # stop() during the prefill: the cache is as it was, the figures say what ran
-        _record(stats, len(job.inputs), len(stream.tokens), time.perf_counter() - start, 0.0,
-                first_token_at, job.submitted)
+        figures = stream.record.figures = Figures.measure(
+            len(job.inputs), len(stream.tokens), time.perf_counter() - start, 0.0,
+            first_token_at, job.submitted)
+        stats.update(figures.as_dict())
         stream.end(reason='stopped')
     except Exception as error:  # noqa: BLE001 - handed to the reader, never lost in the worker
         stream.end(reason='error', error=error)

@@ -193,11 +193,11 @@ class PretendRobot:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop serving."""
+        """Stop serving; the node is destroyed only once the spin thread has left it."""
         self.executor.shutdown(timeout_sec=self._close_timeout)
+        self._thread.join(10.0)
         self.node.destroy_node()
         self.context.try_shutdown()
-        self._thread.join(5.0)
 
     def entry(self, action: str, request: Any) -> Any:
         """Return what is kept of one request (here: ``(action, request)``)."""
@@ -272,11 +272,13 @@ class NodeClient:
         self._spin.start()
 
     def close(self) -> None:
-        """Stop spinning and shut the client's context down."""
+        """Stop spinning, destroy the node once the spin thread has left it, shut down."""
+        # (destroyed while the spin thread was still in its wait set, one close in a few
+        # dozen segfaulted the test process)
         self._executor.shutdown(timeout_sec=5.0)
+        self._spin.join(10.0)
         self.node.destroy_node()
         self.context.try_shutdown()
-        self._spin.join(5.0)
 
     # ---- callbacks ----------------------------------------------------------------------
     def _on_stream(self, msg: Any) -> None:

@@ -48,15 +48,6 @@ class KillingClient(NodeClient):
             self.killed.set()
         super()._on_reply(msg)
 
-    def close(self):
-        """Stop spinning, and destroy the node only once the spin thread has left it."""
-        # (NodeClient.close destroys the node while the spin thread may still be in its wait
-        # set: one in a few dozen closes segfaulted here)
-        self._executor.shutdown(timeout_sec=5.0)
-        self._spin.join(10.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-
 
 def _start(tmp_path, round_, overrides):
     process = NodeProcess(tmp_path / f'node-{round_}.log', overrides=overrides)
