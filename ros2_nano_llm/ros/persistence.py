@@ -334,7 +334,8 @@ class ChatFile:
         self.last_write_ms = 1000.0 * (time.perf_counter() - start)
         self.writes += 1
         self._write_error = ''
-        self.status = (f"saved {len(snap.doc['entries'])} entries, turn "
+        count = len(snap.doc['entries'])
+        self.status = (f"saved {count} entr{'y' if count == 1 else 'ies'}, turn "
                        f"{snap.doc['extra'].get('turn_id', 0)}")
         return True
 
