@@ -105,9 +105,15 @@ class NodeFunctions:
         if records is not None:
             records.runner.close()
 
-    def interrupt(self, reason: str = STOPPED) -> int:
-        """Deny the calls waiting for approval, end the robot calls in progress; count them."""
-        denied = self._approval.deny_all(f'the call was stopped ({reason})')
+    def interrupt(self, reason: str = STOPPED, denial: str = '') -> int:
+        """
+        Deny the calls waiting for approval, end the robot calls in progress; count them.
+
+        ``reason`` is what an ended robot call returns, ``denial`` why a waiting call is
+        denied (default: ~/stop's or ~/reset's, or ``reason``).
+        """
+        denied = self._approval.deny_all(denial or (
+            'the call was stopped (~/stop or ~/reset)' if reason == STOPPED else reason))
         bridge = self.bridge
         return denied + (bridge.interrupt(reason) if bridge is not None else 0)
 

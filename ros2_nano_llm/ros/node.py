@@ -241,7 +241,8 @@ class ChatLifecycleNode(LifecycleNode):
         if self._worker is not None:
             self._worker.pause()
             # a robot call of the reply ends now (stop message sent, goal cancelled)
-            self._functions.interrupt('interrupted: the node is deactivating or shutting down')
+            self._functions.interrupt('interrupted: the node is deactivating or shutting down',
+                                      'the node was deactivated')
             if not self._worker.wait_idle(WAIT_S):
                 self.get_logger().warning(f'the reply did not stop within {WAIT_S:g} s')
         if self._generate is not None and not self._generate.wait_ended(WAIT_S):

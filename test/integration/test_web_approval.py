@@ -14,7 +14,7 @@
 """
 Approving and denying robot calls from the web page, with the simulated robot.
 
-The chat node (embedded SmolLM2, llama.cpp, ``tool_choice: fibonacci``) has one robot
+The chat node (embedded SmolLM2, llama.cpp, ``tool_choice: fibonacci``, one call a turn) has one robot
 function, the sim robot's Fibonacci action, marked ``confirm: true``. Each prompt makes a
 pending call (``~/output/pending_calls``); the page shows it with Approve and Deny, and the
 click goes to ``~/approve_call``. The approved call reaches the sim robot (its events say
@@ -68,7 +68,7 @@ def robot(tmp_path_factory):
         process, client = start_node(
             tmp, {'api': 'llama_cpp', 'n_threads': 2, 'n_ctx': 2048, 'max_new_tokens': 32,
                   'functions_file': str(tmp / 'functions.yaml'), 'tool_choice': 'fibonacci',
-                  'approval_timeout': 60.0},
+                  'approval_timeout': 60.0, 'max_calls_per_turn': 1},
             params_file=REPO_ROOT / 'config' / 'nano_llm.yaml', first_state='active')
         if not client.node.create_client(ApproveCall, '/nano_llm/approve_call'
                                          ).wait_for_service(timeout_sec=10.0):
