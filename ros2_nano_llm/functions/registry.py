@@ -95,16 +95,19 @@ class FunctionRegistry:
     ``policy`` (``guard.CallPolicy``) approves the calls that need it and takes the events
     of every call run through the registry: :meth:`execute`, :meth:`run_calls` and a
     reply's calls (``generate(functions=registry)``). The default approves nothing (a
-    ``confirm=True`` function is refused) and drops the events.
+    ``confirm=True`` function is refused) and drops the events. ``runner`` runs the calls
+    (default: a ``CallRunner`` with a thread pool of its own, made on the first call; the node
+    passes one on its own pool).
     """
 
-    def __init__(self, functions: Iterable[Any] = (), policy: Optional[CallPolicy] = None):
+    def __init__(self, functions: Iterable[Any] = (), policy: Optional[CallPolicy] = None,
+                 runner: Optional[CallRunner] = None):
         """Create a registry holding ``functions`` (callables or records)."""
         self._functions: Dict[str, BotFunction] = {}
         self._lock = threading.RLock()
         self.builtins_loaded = False
         self.tested = False
-        self.runner = CallRunner()  # the thread pool its calls run on (made on first call)
+        self.runner = runner if runner is not None else CallRunner()  # where its calls run
         self.policy = policy if policy is not None else CallPolicy()
         for func in functions:
             if isinstance(func, FunctionRecord):

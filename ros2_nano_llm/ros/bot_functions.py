@@ -33,6 +33,7 @@ from .edge import failed, log_outcome, Report
 from .robot import load_entries, RobotFunctions
 from ..functions import FunctionRegistry, parse_json_call
 from ..functions.guard import CallPolicy
+from ..functions.runner import CallRunner
 
 MAX_CALL_NAME_CHARS = 256     # ~/call_function: longest function name taken
 MAX_CALL_ARGS_CHARS = 1 << 16  # ... and longest args_json
@@ -93,7 +94,10 @@ class NodeFunctions:
                 for a in self.bridge.actions.values())
             self._node.get_logger().info(f"robot actions from '{config.functions_file}': "
                                          f"{services or 'none (the file lists none)'}")
-        self.records = FunctionRegistry(functions, self._policy) if functions else None
+        # their calls run on the node's pool too (a ~/call_function request holds two threads
+        # of it: the request's and the call's)
+        self.records = FunctionRegistry(functions, self._policy, CallRunner(self._pool)) \
+            if functions else None
         return self.records
 
     def unload(self) -> None:

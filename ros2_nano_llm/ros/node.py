@@ -85,7 +85,8 @@ class ChatLifecycleNode(LifecycleNode):
         # and of a saved chat: never used twice, even across kill -9 (see persistence)
         self._turn_ids = persistence.ReservedTurnIds()
         # the node's one thread pool: the model load, ~/call_function calls, the chat file
-        self._pool = ThreadPoolExecutor(MAX_CALLS_RUNNING + 2, thread_name_prefix='nano_llm')
+        # (each ~/call_function holds two threads: the request's and its call's)
+        self._pool = ThreadPoolExecutor(2 * MAX_CALLS_RUNNING + 4, thread_name_prefix='nano_llm')
         self.finalized = RclFuture()  # done after the shutdown transition: main() exits
         self._exit_timer = None
         super().__init__(node_name, **kwargs)
