@@ -58,7 +58,7 @@ import time
 
 from robot_commands import LIMITS, MOTIONS, robot_functions, SETS
 from ros2_nano_llm import bot_function, BotFunctions, ChatHistory, NanoLLM
-from ros2_nano_llm.functions.choice import continuation_logprob, NameChoice
+from ros2_nano_llm.functions.choice import continuation_logprob
 from ros2_nano_llm.functions.record import limit_problem
 
 SYSTEM_PROMPT = 'You are the assistant of a small robot. You control it by calling functions.'
@@ -98,14 +98,15 @@ def set_headlights(on: bool) -> str:
     return f"headlights {'on' if on else 'off'}"
 
 
-def ask(model, functions, request: str, max_new_tokens: int, mode: str, **sampling) -> dict:
-    """Send one request to a fresh chat in ``mode``; return what the reply did."""
+def ask(model, functions, request: str, max_new_tokens: int, mode: str,
+        name: str = None, **sampling) -> dict:
+    """Send one request to a fresh chat in ``mode`` (``name``: that function); return it."""
     history = ChatHistory(model, system_prompt=SYSTEM_PROMPT, tools=functions)
     history.append('user', request)
     inputs, _ = history.embed_chat()
     model.grammars.enabled = mode != 'free'
     model.grammars.choose_by_likelihood = mode != 'tokenwise'
-    choice = {'free': 'auto', 'tokenwise': 'required'}.get(mode, mode)
+    choice = name or {'free': 'auto', 'tokenwise': 'required'}.get(mode, mode)
     start = time.perf_counter()
     reply = model.generate(inputs, kv_cache=history.kv_cache, stop_tokens=history.stop_tokens,
                            functions=functions, template=history.template, tool_choice=choice,
@@ -114,10 +115,13 @@ def ask(model, functions, request: str, max_new_tokens: int, mode: str, **sampli
     constraint = model.grammars.last
     named = constraint.choice if constraint is not None else None
     tokens = max(model.stats['output_tokens'], 1)
+    # the choice runs before the first token: its time is its own figure, not decoding's
+    choice_time = named.seconds if named is not None else 0.0
+    decode_time = max(model.stats['decode_time'] - choice_time, 1e-9)
     return {'reply': text, 'seconds': round(time.perf_counter() - start, 2),
             'output_tokens': model.stats['output_tokens'],
-            'decode_rate': round(model.stats['decode_rate'], 2),
-            'decode_time': model.stats['decode_time'],
+            'decode_rate': round(max(tokens - 1, 0) / decode_time, 2),
+            'decode_time': decode_time, 'chosen_by_name': name,
             'grammar_ms_per_token': round(1000 * constraint.seconds / tokens, 4)
             if constraint is not None else 0.0,
             'grammar_time': constraint.seconds if constraint is not None else 0.0,
@@ -164,7 +168,8 @@ def rates(rows: list) -> dict:
                 r['grammar_ms_per_token'] for r in rows), 4),
             'grammar_share_of_decode': round(sum(r['grammar_time'] for r in rows)
                                              / max(decode_time, 1e-9), 4),
-            'choice_ms': round(statistics.mean(r['choice_ms'] for r in rows), 1)}
+            'choice_ms': round(statistics.mean([r['choice_ms'] for r in rows
+                                                if r['choice_ms']] or [0.0]), 1)}
 
 
 def totals(rows: list) -> dict:
@@ -201,7 +206,7 @@ def table(results: dict) -> str:
 # ---- robot mode -----------------------------------------------------------------------------
 def robot_run(model, sets: dict, max_new_tokens: int) -> dict:
     """Ask each set's requests in each robot mode, with and without limits; return counts."""
-    runs = {}
+    runs, chosen = {}, {}
     limited, unlimited = robot_functions(limits=True), robot_functions(limits=False)
     for set_name, requests in sets.items():
         for sampling_name, sampling in SAMPLINGS.items():
@@ -212,8 +217,15 @@ def robot_run(model, sets: dict, max_new_tokens: int) -> dict:
                     for limits, functions in (('limits', limited), ('no limits', unlimited)):
                         if mode == 'free' and limits != 'limits':
                             continue  # no grammar: the limits change nothing in decoding
-                        row = ask(model, functions, request, max_new_tokens, mode,
+                        # the choice depends on the prompt alone (the docs are the same
+                        # with limits): made once per request, then its function is given
+                        # by name, the very grammar the choice narrows the reply to
+                        name = chosen.get((set_name, i)) if mode == 'required' else None
+                        row = ask(model, functions, request, max_new_tokens, mode, name,
                                   **sampling, **seed)
+                        if mode == 'required' and name is None:
+                            chosen[set_name, i] = row['chosen'] = \
+                                model.grammars.last.choice.chosen
                         row.update(request=request, wanted=wanted, wanted_args=args)
                         key = f'{set_name}|{mode}|{limits}|{sampling_name}'
                         runs.setdefault(key, []).append(robot_score(row))
@@ -221,7 +233,7 @@ def robot_run(model, sets: dict, max_new_tokens: int) -> dict:
                               f"{[c['raw'] for c in row['calls']]} {row['reply'][:80]!r}",
                               flush=True)
     model.grammars.enabled = model.grammars.choose_by_likelihood = True
-    return {key: robot_totals(rows) for key, rows in runs.items()}
+    return {key: robot_totals(rows) for key, rows in runs.items()}, chosen
 
 
 def args_match(got: dict, wanted) -> bool:
@@ -296,22 +308,20 @@ def option_choices(model, functions: list, request: str) -> dict:
             scores = {r.name: continuation_logprob(first, backend.tokenize(text(r)), run)
                       for r in functions}
             out[option] = max(scores, key=scores.get)
-        # the library's: the request's likelihood under each function's description
-        out['request|docs'] = NameChoice(functions, history.template,
-                                         lambda name: None).choose(backend, cache.keys)
         return out
     return model.submit(score_all).result()
 
 
-def robot_options(model, sets: dict) -> dict:
-    """Return, per set, how often each option in OPTIONS chooses the wanted function."""
+def robot_options(model, sets: dict, library: dict) -> dict:
+    """Return, per set, how often each option (and the library's choice) is right."""
     functions = robot_functions(limits=True)
     out = {}
     for set_name, requests in sets.items():
         hits = {option: 0 for option in list(OPTIONS) + ['request|docs']}
         picks = []
-        for request, wanted, _ in requests:
+        for i, (request, wanted, _) in enumerate(requests):
             chosen = option_choices(model, functions, request)
+            chosen['request|docs'] = library[set_name, i]
             for option, name in chosen.items():
                 hits[option] += name == wanted
             picks.append({'request': request, 'wanted': wanted, 'chosen': chosen})
@@ -322,8 +332,8 @@ def robot_options(model, sets: dict) -> dict:
 def robot_main(model, args) -> dict:
     """Run robot mode; return the report."""
     sets = {name: rows[:args.n] if args.n else rows for name, rows in SETS.items()}
-    options = robot_options(model, sets)
-    results = robot_run(model, sets, args.max_new_tokens)
+    results, chosen = robot_run(model, sets, args.max_new_tokens)
+    options = robot_options(model, sets, chosen)
     free_rate = {f'{s}|{m}': results[f'{s}|free|limits|{m}']['decode_rate']
                  for s in sets for m in SAMPLINGS}
     report = {'functions_docs': BotFunctions.generate_docs(functions=robot_functions()),

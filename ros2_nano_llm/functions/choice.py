@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""
+r"""
 Choose the function of a required call by likelihood, then let the grammar write the call.
 
 Token-by-token decoding picks a call's name by its first token: with a small model a word

@@ -58,7 +58,7 @@ class LlamaContext:
         return int(bos) if bos >= 0 else None
 
     def decode(self, tokens: Sequence[int], start: int, every: bool = False) -> None:
-        """Run ``tokens`` (at most ``n_batch``) at ``start..``; logits of the last (``every``: all)."""
+        """Run ``tokens`` (at most ``n_batch``) at ``start..``; logits of the last (every: all)."""
         batch, n = self._batch, len(tokens)
         assert 0 < n <= self.n_batch, n  # the backend splits into batches
         batch.n_tokens = n
