@@ -204,12 +204,12 @@ def table(results: dict) -> str:
 
 
 # ---- robot mode -----------------------------------------------------------------------------
-def robot_run(model, sets: dict, max_new_tokens: int) -> dict:
+def robot_run(model, sets: dict, samplings: dict, max_new_tokens: int) -> tuple:
     """Ask each set's requests in each robot mode, with and without limits; return counts."""
     runs, chosen = {}, {}
     limited, unlimited = robot_functions(limits=True), robot_functions(limits=False)
     for set_name, requests in sets.items():
-        for sampling_name, sampling in SAMPLINGS.items():
+        for sampling_name, sampling in samplings.items():
             for i, (request, wanted, args) in enumerate(requests):
                 seed = {'seed': i} if sampling['do_sample'] else {}
                 # the modes take turns on each request, so the machine's load hits all alike
@@ -331,17 +331,50 @@ def robot_options(model, sets: dict, library: dict) -> dict:
 
 def robot_main(model, args) -> dict:
     """Run robot mode; return the report."""
-    sets = {name: rows[:args.n] if args.n else rows for name, rows in SETS.items()}
-    results, chosen = robot_run(model, sets, args.max_new_tokens)
-    options = robot_options(model, sets, chosen)
-    free_rate = {f'{s}|{m}': results[f'{s}|free|limits|{m}']['decode_rate']
-                 for s in sets for m in SAMPLINGS}
-    report = {'functions_docs': BotFunctions.generate_docs(functions=robot_functions()),
-              'limits': LIMITS, 'options': options,
-              'table': robot_table(results, free_rate), **results}
+    part, parts = (int(x) for x in args.part.split('/'))
+    sets = {name: (rows[:args.n] if args.n else rows)[part - 1::parts]
+            for name, rows in SETS.items() if name in args.sets.split(',')}
+    samplings = {name: SAMPLINGS[name] for name in args.samplings.split(',')}
+    results, chosen = robot_run(model, sets, samplings, args.max_new_tokens)
+    options = robot_options(model, sets, chosen) if 'greedy' in samplings else {}
+    return robot_report(results, options)
+
+
+def robot_report(results: dict, options: dict) -> dict:
+    """Return the robot report of ``results`` (runs of one process or merged ones)."""
+    free_rate = {key.replace('|free|limits', ''): c['decode_rate']
+                 for key, c in results.items() if '|free|' in key}
     for set_name, opt in options.items():
         print(f"options on {set_name}: {opt['right_function']} of {opt['requests']}")
-    return report
+    return {'functions_docs': BotFunctions.generate_docs(functions=robot_functions()),
+            'limits': LIMITS, 'options': options,
+            'table': robot_table(results, free_rate), **results}
+
+
+def merge(paths: list, out: str) -> None:
+    """Merge robot-mode JSON files (runs of parts of the sets in parallel) into ``out``."""
+    reports = [json.load(open(path)) for path in paths]
+    rows, picks = {}, {}
+    for r in reports:
+        for key, value in r.items():
+            if key.count('|') == 3:
+                rows.setdefault(key, []).extend(value['rows'])
+        for set_name, value in r['options'].items():
+            picks.setdefault(set_name, []).extend(value['picks'])
+    results = {key: robot_totals(scored) for key, scored in rows.items()}
+    options = {set_name: {'requests': len(p), 'right_function': {
+        option: sum(x['chosen'][option] == x['wanted'] for x in p) for option in p[0]['chosen']},
+        'picks': p} for set_name, p in picks.items()}
+    order = [f'{s}|{m}|{lim}|{smp}' for s in SETS for smp in SAMPLINGS for m in ROBOT_MODES
+             for lim in ('limits', 'no limits')]
+    results = {k: results[k] for k in order if k in results}
+    head = {k: v for k, v in reports[0].items() if k.count('|') != 3}
+    report = {**head, 'merged_from': [os.path.basename(p) for p in paths],
+              **robot_report(results, options)}
+    with open(out, 'w') as f:
+        json.dump(report, f, indent=2)
+    print(report['table'])
+    print(f'wrote {out}')
 
 
 def basic_main(model, args) -> dict:
@@ -373,7 +406,15 @@ def main() -> None:
                         help='requests per mode (basic: default 10; robot: per set, all)')
     parser.add_argument('--max-new-tokens', type=int, default=48)
     parser.add_argument('--out', default=None)
+    parser.add_argument('--sets', default='tuning,held_out', help='robot: the sets to run')
+    parser.add_argument('--samplings', default='greedy,sampled', help='robot: greedy, sampled')
+    parser.add_argument('--part', default='1/1',
+                        help='robot: K/N runs every N-th request from the K-th (parallel parts)')
+    parser.add_argument('--merge', nargs='+', default=None,
+                        help='robot: merge these JSON files (parts run in parallel) into --out')
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
     if args.n is None:
         args.n = 10 if args.mode == 'basic' else 0
     name = 'function_calls.json' if args.mode == 'basic' else 'function_calls_robot.json'

@@ -45,6 +45,8 @@ Runner = Callable[[Sequence[int]], np.ndarray]
 # what each function's description is framed as; the request follows it
 CONTEXT = 'The robot function {doc}\nA command that calls it:'
 MESSAGE = '${MESSAGE}'
+# the request's tokens scored at most: a long message costs no more than a command
+MAX_REQUEST_TOKENS = 64
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -113,7 +115,7 @@ class NameChoice:
         request = last_message(text, self.template)
         if request is None:
             return None
-        target = backend.tokenize(' ' + request)
+        target = backend.tokenize(' ' + request)[:MAX_REQUEST_TOKENS]
         cache = backend.new_cache()
         try:
             for record in self.records:
