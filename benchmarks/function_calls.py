@@ -45,7 +45,10 @@ measured alone on each set, by scoring only. No ROS needed.
 
 Usage: ``python3 benchmarks/function_calls.py [--mode basic|robot] [--model default]
 [--api hf] [--threads N] [--n 10] [--max-new-tokens 48] [--out FILE]`` (robot: ``--n`` is
-per set, 0 for all; default out ``results/function_calls_robot.json``).
+per set, 0 for all; default out ``results/function_calls_robot.json``). Robot parts can run
+in parallel (``--sets``, ``--samplings``, ``--part K/N``) and be joined with ``--merge FILES
+--out FILE``: ``results/function_calls_robot.json`` is tuning greedy in three parts, held-out
+greedy, and the first 4 requests of each set sampled, at ``--threads 1 --max-new-tokens 24``.
 """
 
 import argparse
