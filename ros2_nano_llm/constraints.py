@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .functions.choice import NameChoice
 from .functions.grammar import call_grammar, response_grammar
 from .models.backend import LogitsBackend
 
@@ -92,6 +93,13 @@ class Constraint:
         """Return True when the grammar is complete and allows no more text: end the reply."""
         return self._matcher.is_stopped()
 
+    # ---- a required call's function chosen by likelihood (functions/choice.py) --------------
+    choice: Optional[NameChoice] = None  # set by Grammars; the loop runs it before the 1st token
+
+    def narrow(self, matcher: Any) -> None:
+        """Go on with ``matcher`` (the grammar of the chosen function) from the start."""
+        self._matcher = matcher
+
     def call_ran(self) -> None:
         """Note that a call ran and its result joined the reply (the function hook says so)."""
         if self._then is not None:
@@ -111,6 +119,8 @@ class Grammars:
     def __init__(self, backend: Any):
         self.backend = backend
         self.enabled = True  # False: no grammars (calls found in free text, as before them)
+        # 'required': the function is chosen by the likelihood of each name (functions/choice.py)
+        self.choose_by_likelihood = True
         self.last: Optional[Constraint] = None  # the latest reply's (benchmarks read it)
         self._tokenizer = None
         self._special: Dict[str, bool] = {}
@@ -179,8 +189,20 @@ class Grammars:
             # after the call, free text in which further calls are still valid ones
             constraint = Constraint(self.tokenizer, grammar, self._vocab_size(), stop_ids,
                                     then=free, prefix=prefix)
+            if self.choose_by_likelihood and len(chosen) > 1 and not prefix:
+                constraint.choice = self._name_choice(constraint, chosen, hook, special)
         hook.constraint = constraint
         return constraint
+
+    def _name_choice(self, constraint: Constraint, records: Sequence[Any], hook: Any,
+                     special: Sequence[str]) -> NameChoice:
+        """Return the choice among ``records`` that narrows ``constraint`` to the chosen one."""
+        def pick(name: str) -> None:
+            one = [r for r in records if r.name == name]
+            grammar = call_grammar(one, hook.syntax, False, special)
+            constraint.narrow(_matcher(self.tokenizer, grammar))
+
+        return NameChoice(records, hook.template, pick)
 
     def _vocab_size(self) -> int:
         return int(self.backend.config.vocab_size)

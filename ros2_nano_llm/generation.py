@@ -53,6 +53,7 @@ class GenerationJob:
     submitted: float = field(default_factory=time.perf_counter)
     seed: Optional[int] = None
     constraint: Any = None             # mask(logits) -> logits, advance(token), done() -> bool
+    choice: Any = None                 # functions.choice.NameChoice: a required call's function
 
 
 # ---- the steps ------------------------------------------------------------------------------
@@ -293,6 +294,10 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
             injected = job.function_hook(stream) if job.function_hook else None
             if injected:
                 inject(injected)
+        if job.choice is not None:
+            # a required call's function, chosen by likelihood on a scratch cache; it
+            # narrows the constraint to that function (functions/choice.py)
+            job.choice.choose(backend, cache.keys)
         while count < job.max_new_tokens:
             token = source.take(count)
             if token is not None:

@@ -201,12 +201,14 @@ class NanoLLM:
         # the prefix is the program's markup (a tool-call marker), not user text
         prefix = self.backend.tokenize(reply_prefix, special=True) if reply_prefix else []
         prompt.check(cache)  # a stale embed_chat() result fails here, in the caller's thread
+        choice = None
         if constraint is None:
             constraint = self.grammars.constraint(hook, functions, tool_choice, response_format,
                                                   stop_ids, prefix)
+            choice = constraint.choice if constraint is not None else None
         self._submit(GenerationJob(
             prompt, cache, stream, params, max_new_tokens, min_new_tokens, stop_ids,
-            stop_strings, hook, prefix, seed=seed, constraint=constraint))
+            stop_strings, hook, prefix, seed=seed, constraint=constraint, choice=choice))
         return stream if streaming else stream.wait()
 
     def _to_inputs(self, inputs: InputLike) -> Inputs:

@@ -130,6 +130,23 @@ class LogitsBackend(Backend):
     def decode_step(self, token: int, cache: Any, pos: int) -> np.ndarray:
         """Run one token at position ``pos``; return its logits (V,) float32."""
 
+    # ---- scoring a continuation (functions/choice.py) ----------------------------------------
+    def continuation_logits(self, tokens: Sequence[int], cache: Any, start: int) -> np.ndarray:
+        """
+        Return the logits (T, V) after each of ``tokens``, run at positions ``start..``.
+
+        The tokens are a trial continuation of what ``cache`` holds: afterwards it holds the
+        first ``start`` positions again. This default runs them one decode step at a time;
+        a backend may run them in one batch.
+        """
+        rows = []
+        try:
+            for i, token in enumerate(tokens):
+                rows.append(self.decode_step(int(token), cache, start + i))  # (V,)
+        finally:
+            self.crop(cache, start)
+        return np.stack(rows) if rows else np.zeros((0, self.config.vocab_size), np.float32)
+
     def grammar_tokenizer(self) -> Any:
         """Return llguidance's view of this vocabulary (for constrained decoding)."""
         raise NotImplementedError(f"api='{self.name}' has no constrained decoding; use "

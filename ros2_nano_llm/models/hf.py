@@ -153,6 +153,21 @@ class HFBackend(LogitsBackend):
                          logits_to_keep=1)
         return _to_numpy(out.logits[0, -1])  # (V,)
 
+    # ---- scoring a continuation (functions/choice.py) ----------------------------------------
+    @torch.inference_mode()
+    def continuation_logits(self, tokens: Sequence[int], cache: Any, start: int) -> np.ndarray:
+        """Return the logits (T, V) after each of ``tokens`` at ``start..``, in one batch."""
+        if not tokens:
+            return np.zeros((0, self.config.vocab_size), np.float32)
+        ids = torch.tensor([[int(t) for t in tokens]], device=self.device)  # (1, T)
+        positions = torch.arange(start, start + len(tokens), device=self.device)  # (T,)
+        try:
+            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True,
+                             cache_position=positions)
+        finally:
+            self.crop(cache, start)  # a trial: the cache holds what it held before
+        return out.logits[0].float().cpu().numpy()  # (T, V)
+
     def crop(self, cache: Any, length: int) -> None:
         """Drop every cached position from ``length`` on."""
         current = cache.get_seq_length()

@@ -103,8 +103,8 @@ class LlamaContext:
         bos = self._lib.llama_vocab_bos(self.vocab)
         return int(bos) if bos >= 0 else None
 
-    def decode(self, tokens: Sequence[int], start: int) -> None:
-        """Run ``tokens`` (at most ``n_batch``) at positions ``start..``; logits of the last."""
+    def decode(self, tokens: Sequence[int], start: int, every: bool = False) -> None:
+        """Run ``tokens`` (at most ``n_batch``) at ``start..``; logits of the last (every: all)."""
         batch, n = self._batch, len(tokens)
         assert 0 < n <= self.n_batch, n  # the backend splits into batches
         batch.n_tokens = n
@@ -113,7 +113,7 @@ class LlamaContext:
             batch.pos[i] = start + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = SEQ
-            batch.logits[i] = False
+            batch.logits[i] = every
         batch.logits[n - 1] = True
         code = self._lib.llama_decode(self.ctx, batch)
         if code == ABORTED and self._stopped is not None:
@@ -130,9 +130,9 @@ class LlamaContext:
         perf = self._lib.llama_perf_context(self.ctx)
         return int(perf.n_p_eval) + int(perf.n_eval)
 
-    def logits(self) -> np.ndarray:
-        """Return a copy of the last decoded position's scores (V,) float32."""
-        ptr = self._lib.llama_get_logits_ith(self.ctx, -1)
+    def logits(self, row: int = -1) -> np.ndarray:
+        """Return a copy of the scores (V,) float32 of the batch's ``row`` (-1: the last)."""
+        ptr = self._lib.llama_get_logits_ith(self.ctx, row)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()  # (V,)
 
     def cut(self, start: int) -> None:

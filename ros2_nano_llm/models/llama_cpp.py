@@ -325,6 +325,24 @@ class LlamaCppBackend(LogitsBackend):
         self._run([int(token)], cache)
         return self._c.logits()
 
+    # ---- scoring a continuation (functions/choice.py) ----------------------------------------
+    @_locked
+    def continuation_logits(self, tokens: Sequence[int], cache: LlamaCppCache,
+                            start: int) -> np.ndarray:
+        """Return the logits (T, V) after each of ``tokens`` at ``start..``, batched."""
+        tokens = [int(t) for t in tokens]
+        self._check_ids(tokens)
+        rows = []
+        try:
+            self._position(cache, start, len(tokens))
+            for chunk in _chunks(tokens, self._c.n_batch):
+                self._c.decode(chunk, len(cache.tokens), every=True)
+                cache.tokens.extend(chunk)
+                rows.extend(self._c.logits(i) for i in range(len(chunk)))  # (V,) each
+        finally:
+            self.crop(cache, start)  # a trial: the cache holds what it held before
+        return np.stack(rows) if rows else np.zeros((0, self.config.vocab_size), np.float32)
+
     def _position(self, cache: LlamaCppCache, start: int, count: int) -> None:
         # the caller's record of the cache decides; a shorter record (an aborted step) wins
         self._claim(cache)
