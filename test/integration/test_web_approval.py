@@ -14,10 +14,10 @@
 """
 Approving and denying robot calls from the web page, with the simulated robot.
 
-The chat node (embedded SmolLM2, llama.cpp, ``tool_choice: fibonacci``, one call a turn)
-has one robot function, the sim robot's Fibonacci action, marked ``confirm: true``. Each
-prompt makes a pending call (``~/output/pending_calls``); the page shows it with Approve and Deny, and the
-click goes to ``~/approve_call``. The approved call reaches the sim robot (its events say
+The chat node (embedded SmolLM2, llama.cpp, ``tool_choice: fibonacci``, one call a turn) has
+one robot function, the sim robot's Fibonacci action, marked ``confirm: true``. Each prompt
+makes a pending call (``~/output/pending_calls``); the page shows it with Approve and Deny, and
+the click goes to ``~/approve_call``. The approved call reaches the sim robot (its events say
 so) and ends on the page; the denied one never reaches it and shows as refused.
 
 Skipped, saying so, where the chat node offers no ``~/approve_call`` (operator approval,
