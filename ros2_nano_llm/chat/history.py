@@ -109,7 +109,8 @@ class ChatHistory:
         with self.lock:
             if isinstance(msg, StreamingResponse):
                 msg.wait()
-                if msg.record.kv_cache is not None:  # a fresh cache generate() made
+                # the cache the reply extended: this chat's own, or a fresh one of generate()
+                if msg.record.kv_cache is not None:
                     self.kv_cache = msg.record.kv_cache
                 messages = self._reply_messages(role, msg, **kwargs)
                 for message in messages[:-1]:
