@@ -312,9 +312,14 @@ class FunctionRegistry:
         return [(call, execute(call, records, runner=self.runner, policy=self.policy))
                 for call in find_calls(text or '', records)]
 
-    def execute(self, call: ToolCall) -> str:
-        """Run one parsed call of an enabled function (see ``parsing.execute``); never raises."""
-        return execute(call, self.list(), runner=self.runner, policy=self.policy)
+    def execute(self, call: ToolCall, stopped: Optional[Callable[[], bool]] = None) -> str:
+        """
+        Run one parsed call of an enabled function (see ``parsing.execute``); never raises.
+
+        ``stopped()`` True keeps the call from starting (checked right before it starts).
+        """
+        return execute(call, self.list(), runner=self.runner, policy=self.policy,
+                       stopped=stopped)
 
     def run(self, text: str, template: Any = None,
             functions: Optional[Iterable[Any]] = None) -> Optional[str]:

@@ -132,9 +132,11 @@ class CallRunner:
 
     def close(self) -> None:
         """Shut down the runner's own executor (calls still running are not waited for)."""
+        if not self._owned:
+            return  # the pool is its owner's (the node's): it stays for the runner's calls
         with self._lock:
             executor, self._executor = self._executor, None
-        if executor is not None and self._owned:
+        if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -94,6 +94,10 @@ class OperatorApproval(Approver):
             deadline = time.monotonic() + timeout
             while not pending.decided.wait(min(POLL_S, max(deadline - time.monotonic(), 0))):
                 if context.stopped():
+                    # the node's own denial (~/stop, deactivate) follows the stop at once:
+                    # wait one poll for its reason
+                    if pending.decided.wait(POLL_S):
+                        break
                     return 'denied: the reply was stopped while the call waited for approval'
                 if time.monotonic() >= deadline:
                     return f'denied by the operator: no decision within {timeout:g} s'

@@ -53,6 +53,8 @@ class NodeFunctions:
         self._approval = approval  # the operator's decisions (approval.OperatorApproval)
         self._group = callback_group  # the robot action clients' (responses arrive meanwhile)
         self._running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
+        self._interrupts = 0  # interrupt() calls so far: a ~/call_function taken before one
+        # of them never starts
         self.records: Optional[FunctionRegistry] = None  # the enabled functions (None: none)
         self.bridge: Optional[RobotFunctions] = None
 
@@ -111,13 +113,17 @@ class NodeFunctions:
 
     def interrupt(self, reason: str = STOPPED, denial: str = '') -> int:
         """
-        Deny the calls waiting for approval, end the robot calls in progress; count them.
+        End the robot calls in progress now (stop message sent, goal cancelled); count them.
 
-        ``reason`` is what an ended robot call returns, ``denial`` why a waiting call is
-        denied (default: ~/stop's or ~/reset's, or ``reason``).
+        ``reason`` is what an ended robot call returns. ``~/stop`` and ``~/reset`` (the
+        default ``reason``) and a ``denial`` (deactivate) also deny every call waiting for
+        approval, and keep the ``~/call_function`` calls already taken from starting; a
+        stopped reply's own waiting calls end by its stop flag.
         """
-        denied = self._approval.deny_all(denial or (
-            'the call was stopped (~/stop or ~/reset)' if reason == STOPPED else reason))
+        denied = 0
+        if reason == STOPPED or denial:
+            self._interrupts += 1
+            denied = self._approval.deny_all(denial or 'the call was stopped (~/stop or ~/reset)')
         bridge = self.bridge
         return denied + (bridge.interrupt(reason) if bridge is not None else 0)
 
@@ -135,8 +141,10 @@ class NodeFunctions:
             return failed(response, f'{MAX_CALLS_RUNNING} calls are in progress already; '
                           'call again when one has ended', Report.RESULT)
         try:
+            taken = self._interrupts  # a ~/stop, ~/reset or deactivate after this: not run
             response.result = await self._in_pool(
-                lambda: self.call(request.name, request.args_json))
+                lambda: self.call(request.name, request.args_json,
+                                  lambda: self._interrupts != taken))
             response.success = not response.result.startswith('error:')
         except Exception as error:  # noqa: BLE001 - the callback's edge: report, go on
             failed(response, incidents.failed('~/call_function', error), Report.RESULT)
@@ -148,8 +156,13 @@ class NodeFunctions:
         log_outcome(self._node.get_logger(), response.success, line)
         return response
 
-    def call(self, name: str, args_json: str) -> str:
-        """Run one call of ``~/call_function`` (a pool thread); return the result text."""
+    def call(self, name: str, args_json: str,
+             stopped: Optional[Callable[[], bool]] = None) -> str:
+        """
+        Run one call of ``~/call_function`` (a pool thread); return the result text.
+
+        ``stopped()`` True keeps it from starting (checked right before it starts).
+        """
         functions = self.records
         if not functions:
             return ('error: no bot functions are enabled on this node (set functions_file or '
@@ -159,11 +172,8 @@ class NodeFunctions:
         if len(args_json) > MAX_CALL_ARGS_CHARS:
             return (f'error: args_json is {len(args_json)} characters long; at most '
                     f'{MAX_CALL_ARGS_CHARS} are taken')
-        try:
-            call = parse_json_call(name, args_json)
-        except (ValueError, RecursionError) as error:
-            return f'error: malformed JSON arguments: {type(error).__name__}: {error}'[:400]
-        return functions.execute(call)
+        # (malformed JSON gives a call with its error: refused, with its event)
+        return functions.execute(parse_json_call(name, args_json), stopped)
 
     async def _in_pool(self, work: Callable[[], Any]) -> Any:
         # run work on the node's pool; await it without holding an executor thread
@@ -176,7 +186,9 @@ class NodeFunctions:
 
 def _settle(done: RclFuture, ran: Future) -> None:
     # hand a pool job's outcome to the coroutine that awaits it
-    if ran.exception() is not None:
+    if ran.cancelled():  # the pool was shut down (exit) before the job ran
+        done.set_exception(RuntimeError('the node is shutting down'))
+    elif ran.exception() is not None:
         done.set_exception(ran.exception())
     else:
         done.set_result(ran.result())

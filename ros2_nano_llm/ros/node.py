@@ -393,6 +393,8 @@ class ChatLifecycleNode(LifecycleNode):
         if names:
             self.get_logger().info(f'parameters changed: {params.describe(self._config, names)}')
         if names and self._worker is not None:
+            if 'system_prompt' in names:  # the reply stops and the chat resets: its calls end
+                self._functions.interrupt('interrupted: the system prompt changed')
             self._worker.apply(names, self._config, self._chat_changed)
 
     # ---- output -----------------------------------------------------------------------

@@ -16,9 +16,10 @@ The node's reply topics, lifecycle publishers from configure to cleanup.
 
 ``~/output/tokens``, ``~/output/stream``, ``~/output/reply`` and ``~/output/calls``.
 
-``ReplyOutputs`` is the ``worker.Sink``: the chat's worker hands it each piece, each call
-that ran and the end of each turn on the model's worker thread, and it publishes them at
-once. After ``destroy()`` (cleanup) what still arrives is dropped.
+``ReplyOutputs`` is the ``worker.Sink``: the chat's worker hands it each piece and the end
+of each turn on the model's worker thread, the call guard each event of a call as it happens
+(from the thread that runs the call), and it publishes them at once. After ``destroy()``
+(cleanup) what still arrives is dropped.
 """
 
 from typing import Any, Callable, Dict, Optional
@@ -57,11 +58,13 @@ class ReplyOutputs:
         stream, reply = self._stream, self._reply
         if stream is None or reply is None:
             return
-        self._ended(turn_id, stats)  # before the publish: the chat file holds the reply
-        stamp = self._now()
-        self._publish(lambda: (
-            stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True)),
-            reply.publish(String(data=text))))
+        try:
+            self._ended(turn_id, stats)  # before the publish: the chat file holds the reply
+        finally:  # (a failed save is reported on /diagnostics; the reply still goes out)
+            stamp = self._now()
+            self._publish(lambda: (
+                stream.publish(ifc.stream_token(stamp, turn_id, pieces, '', eos=True)),
+                reply.publish(String(data=text))))
 
     def call_event(self, event: Any) -> None:
         """Publish one event of a function call on ``~/output/calls`` (a ``guard.CallEvent``)."""
