@@ -75,12 +75,12 @@ def test_stop_is_a_request_on_the_record_that_the_loop_honours():
     backend = Scripted(['Hel', 'lo', ' more', ' world'])
     cache = KVCache(backend)
     stream = StreamingResponse(backend.detokenize, timeout=5, kv_cache=cache)
-    stream.stop()  # before the loop runs: it ends after its first token
+    stream.stop()  # before the loop runs: none of the prompt runs, no token (issue 21 item 12)
     assert stream.record.stopped and stream.stopped
     run(backend, GenerationJob(Inputs.from_tokens(backend.tokenize('Hi')), cache, stream,
                                SamplingParams()), {})
-    assert stream.tokens == backend.tokenize('Hel') and stream.record.stop_reason == 'stopped'
-    assert stream.record.figures.output_tokens == 1
+    assert stream.tokens == [] and stream.record.stop_reason == 'stopped'
+    assert stream.record.figures.output_tokens == 0 and len(cache) == 0
 
 
 def test_a_failed_reply_records_its_error_and_no_figures():
