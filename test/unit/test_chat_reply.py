@@ -80,7 +80,7 @@ def test_stop_is_a_request_on_the_record_that_the_loop_honours():
     run(backend, GenerationJob(Inputs.from_tokens(backend.tokenize('Hi')), cache, stream,
                                SamplingParams()), {})
     assert stream.tokens == [] and stream.record.stop_reason == 'stopped'
-    assert stream.record.figures.output_tokens == 0 and len(cache) == 0
+    assert stream.record.figures.output_tokens == 0
 
 
 def test_a_failed_reply_records_its_error_and_no_figures():
