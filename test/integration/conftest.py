@@ -57,3 +57,12 @@ def smollm2_llama_cpp():
     model = NanoLLM.from_pretrained('default', api='llama_cpp', n_threads=2, n_ctx=2048)
     yield model
     model.close()
+
+
+@pytest.fixture(params=['hf', 'llama_cpp'])
+def random_picks(request, tiny_llama):
+    """Yield ``(model, sampling)`` per logits backend, sampling that makes tokens random picks."""
+    if request.param == 'hf':
+        return tiny_llama, {'do_sample': True, 'temperature': 1.0, 'top_p': 1.0}
+    return request.getfixturevalue('smollm2_llama_cpp'), {'do_sample': True,
+                                                          'temperature': 4.0, 'top_p': 1.0}

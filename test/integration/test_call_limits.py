@@ -49,13 +49,10 @@ DRIVE = FunctionRecord.create(_drive, name='LIM_DRIVE', docs='Drive at a speed.'
                                       'mode': {'enum': list(MODES)}})
 
 
-@pytest.fixture(params=['hf', 'llama_cpp'])
-def model(request, tiny_llama):
+@pytest.fixture
+def model(random_picks):
     """Yield each logits backend with the sampling that makes its tokens random picks."""
-    if request.param == 'hf':
-        return tiny_llama, {'do_sample': True, 'temperature': 1.0, 'top_p': 1.0}
-    return request.getfixturevalue('smollm2_llama_cpp'), {'do_sample': True,
-                                                          'temperature': 4.0, 'top_p': 1.0}
+    return random_picks
 
 
 def test_the_docs_the_model_reads_state_the_ranges():

@@ -55,13 +55,10 @@ SCHEMA = {'type': 'object', 'additionalProperties': False, 'required': ['speed',
                          'on': {'type': 'boolean'}, 'gear': {'enum': ['low', 'high']}}}
 
 
-@pytest.fixture(params=['hf', 'llama_cpp'])
-def model(request, tiny_llama):
+@pytest.fixture
+def model(random_picks):
     """Yield each logits backend with the sampling that makes its tokens random picks."""
-    if request.param == 'hf':
-        return tiny_llama, {'do_sample': True, 'temperature': 1.0, 'top_p': 1.0}
-    return request.getfixturevalue('smollm2_llama_cpp'), {'do_sample': True,
-                                                          'temperature': 4.0, 'top_p': 1.0}
+    return random_picks
 
 
 def _check_call(made, name=None):
