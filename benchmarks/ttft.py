@@ -236,7 +236,7 @@ def main():
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--tokens', type=int, default=2000)
     parser.add_argument('--reply', type=int, default=100)
-    parser.add_argument('--repeats', type=int, default=3, help='TTFT samples per side and turn')
+    parser.add_argument('--repeats', type=int, default=9, help='TTFT samples per side and turn')
     parser.add_argument('--hf', action=argparse.BooleanOptionalAction, default=True,
                         help='also run the chat on api=hf')
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
