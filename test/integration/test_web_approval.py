@@ -19,9 +19,6 @@ one robot function, the sim robot's Fibonacci action, marked ``confirm: true``. 
 makes a pending call (``~/output/pending_calls``); the page shows it with Approve and Deny, and
 the click goes to ``~/approve_call``. The approved call reaches the sim robot (its events say
 so) and ends on the page; the denied one never reaches it and shows as refused.
-
-Skipped, saying so, where the chat node offers no ``~/approve_call`` (operator approval,
-issue 19, not in this build).
 """
 
 import json
@@ -29,17 +26,13 @@ import threading
 
 from node_harness import NodeProcess, REPO_ROOT, start_node
 import pytest
-from ros2_nano_llm.ros import interfaces
 from ros2_nano_llm.ros.sim_robot import EVENTS_QOS
 from ros2_nano_llm.srv import ApproveCall
 from std_msgs.msg import String
 from web_pages import Browser, chromium_problem, close_all, WebNode
 
-NO_APPROVAL = ('the chat node offers no ~/approve_call in this build (operator approval, '
-               'issue 19): this test runs once it is merged')
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.skipif(bool(chromium_problem()), reason=chromium_problem()),
-              pytest.mark.skipif(not hasattr(interfaces, 'APPROVE_CALL'), reason=NO_APPROVAL)]
+              pytest.mark.skipif(bool(chromium_problem()), reason=chromium_problem())]
 
 TOKEN = 'approval-test-token'
 FUNCTIONS = """\
@@ -70,9 +63,8 @@ def robot(tmp_path_factory):
                   'functions_file': str(tmp / 'functions.yaml'), 'tool_choice': 'fibonacci',
                   'approval_timeout': 60.0, 'max_calls_per_turn': 1},
             params_file=REPO_ROOT / 'config' / 'nano_llm.yaml', first_state='active')
-        if not client.node.create_client(ApproveCall, '/nano_llm/approve_call'
-                                         ).wait_for_service(timeout_sec=10.0):
-            pytest.skip(NO_APPROVAL)
+        assert client.node.create_client(ApproveCall, '/nano_llm/approve_call'
+                                         ).wait_for_service(timeout_sec=10.0)
         goals, cond = [], threading.Condition()
 
         def on_event(msg):

@@ -44,8 +44,6 @@ from ...msg import FunctionCall, PendingCall, StreamToken
 from ...srv import ApproveCall, GetHistory
 
 Event = Dict[str, Any]
-PENDING_CALLS = '/output/pending_calls'
-APPROVE_CALL = '/approve_call'
 FRAME_LOG_PERIOD_S = 10.0
 
 
@@ -58,7 +56,7 @@ class ChatBridge(Node):
 
     def __init__(self, node_name: str = 'nano_llm_web'):
         super().__init__(node_name)
-        for name, (default, description) in web_config.PARAMETERS.items():
+        for name, (default, _) in web_config.PARAMETERS.items():
             self.declare_parameter(name, default)
         self.config = web_config.read(lambda name: self.get_parameter(name).value)
         self.sink: Callable[[Event], None] = lambda event: None
@@ -73,7 +71,7 @@ class ChatBridge(Node):
             (String, ifc.OUTPUT_REPLY, self._on_reply, ifc.REPLY_QOS),
             (String, ifc.INPUT_TEXT, self._on_prompt, ifc.PROMPT_QOS),
             (FunctionCall, ifc.OUTPUT_CALLS, self._on_call, ifc.CALLS_QOS),
-            (PendingCall, '~' + PENDING_CALLS, self._on_pending, ifc.CALLS_QOS),
+            (PendingCall, ifc.PENDING_CALLS, self._on_pending, ifc.CALLS_QOS),
         )
         for msg_type, name, callback, qos in subscriptions:
             self.create_subscription(msg_type, t + name[1:], callback, qos,
@@ -91,7 +89,7 @@ class ChatBridge(Node):
                                               callback_group=group),
             'reset': self.create_client(Trigger, t + ifc.RESET[1:], callback_group=group),
             'stop': self.create_client(Trigger, t + ifc.STOP[1:], callback_group=group),
-            'approve_call': self.create_client(ApproveCall, t + APPROVE_CALL,
+            'approve_call': self.create_client(ApproveCall, t + ifc.APPROVE_CALL[1:],
                                                callback_group=group),
         }
         self.generate = ActionClient(self, Generate, t + ifc.GENERATE[1:],
