@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .functions.choice import NameChoice
-from .functions.grammar import call_grammar, response_grammar
+from .functions.grammar import call_grammar, prose_grammar, response_grammar
 from .models.backend import LogitsBackend
 
 TOOL_CHOICES = ('auto', 'required', 'none')
@@ -52,8 +52,8 @@ class Constraint:
     One reply's grammar state: masks logits, follows the accepted tokens.
 
     ``then`` is the grammar that follows once a call has run and its result joined the
-    reply (``'required'``: free text where calls are completed validly); without it the
-    grammar starts over after each call (``'auto'``).
+    reply (``'required'`` or a name: free text in which no call opens, so the reply makes
+    one call); without it the grammar starts over after each call (``'auto'``).
     """
 
     def __init__(self, tokenizer: Any, grammar: str, vocab_size: int,
@@ -178,17 +178,18 @@ class Grammars:
             return None  # calls are detected in the engine's text as before
         syntaxes = hook.syntaxes  # the template's own syntax among them
         special = self._special_triggers([m for s in syntaxes for m in s.markers])
-        free = call_grammar(records, hook.syntax, True, special, syntaxes)
         if choice == 'auto':
+            free = call_grammar(records, hook.syntax, True, special, syntaxes)
             constraint = Constraint(self.tokenizer, free, self._vocab_size(), stop_ids,
                                     prefix=prefix)
         else:
             chosen = records if choice == 'required' else [
                 r for r in records if r.name == choice]
             grammar = call_grammar(chosen, hook.syntax, False, special)
-            # after the call, free text in which further calls are still valid ones
+            # after the call's result, text in which no call opens: a forced call is the
+            # reply's one call (a small model otherwise chains calls the request never asked)
             constraint = Constraint(self.tokenizer, grammar, self._vocab_size(), stop_ids,
-                                    then=free, prefix=prefix)
+                                    then=prose_grammar(records, syntaxes), prefix=prefix)
             if self.choose_by_likelihood and len(chosen) > 1 and not prefix:
                 constraint.choice = self._name_choice(constraint, chosen, hook, special)
         hook.constraint = constraint

@@ -164,8 +164,8 @@ class NanoLLM:
         the reply must start with; ``seed`` makes sampling repeatable. ``tool_choice``
         (OpenAI's meanings; hf and llama_cpp constrain the calls with a grammar): ``'auto'``
         (default: free text, a call the model starts is completed validly), ``'required'``
-        (the reply starts with a call), a function's name (that one is called) or
-        ``'none'`` (no calls). ``response_format`` constrains the reply to a JSON schema
+        (the reply starts with a call, its one call: after the result, text in which no
+        call opens), a function's name (that one is called, once) or ``'none'`` (no calls). ``response_format`` constrains the reply to a JSON schema
         (``{'type': 'json_schema', 'json_schema': {'schema': ...}}``), a regex
         (``{'type': 'regex', 'regex': ...}``) or a Lark grammar (``{'type': 'grammar',
         'grammar': ...}``). ``constraint`` is any other object with ``mask(logits)`` on
@@ -192,8 +192,12 @@ class NanoLLM:
         if functions and tool_choice != 'none':
             from .chat.templates import template_for
             from .functions.streaming import FunctionHook
+            # a forced call ('required' or a name) is the reply's one call
+            forced = tool_choice not in (None, 'auto')
+            if forced:
+                max_calls = 1 if max_calls is None else min(max_calls, 1)
             hook = FunctionHook(self, functions, template_for(self.config, template),
-                                max_calls=max_calls)
+                                max_calls=max_calls, forced=forced)
             # a call's closing markup ('</tool_call>', a stop of chat-ml-tools) completes the
             # call: the hook runs it and the reply goes on, instead of ending unrun
             stop_tokens = [s for s in stop_tokens or () if s not in hook.CALL_CLOSERS]

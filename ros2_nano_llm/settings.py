@@ -133,8 +133,8 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec('reply_prefix', '', 'text every reply starts with (a function call in it runs); '
               "'' for none. Refused when it does not fit the room kept for replies", LIVE),
     ParamSpec('tool_choice', 'auto', "function calls in replies to ~/input/text: 'auto' (the "
-              "model may call), 'required' (each reply starts with a call), 'none' (no calls) "
-              "or a loaded function's name (that one is called)", LIVE),
+              "model may call), 'required' (each reply starts with a call, its one call), "
+              "'none' (no calls) or a loaded function's name (that one is called, once)", LIVE),
     ParamSpec('max_calls_per_turn', 3, 'most bot function calls one reply may make; a call '
               'past it is not run and the model reads why (~/call_function calls are not '
               'counted)', LIVE, 1, 100),

@@ -33,7 +33,8 @@ each call the model starts (python ``NAME(``, ``<tool_call>``, ``<|python_tag|>`
 completed as a valid call (``'auto'``), except where the prose rule of the call detector
 says a python-style name is not a call (after a backtick or a quote). Free text never
 holds a result marker (`` -> ``, ``) ->`` or ``<tool_response>``): only a call that really
-ran gets a result in the chat.
+ran gets a result in the chat. :func:`prose_grammar` is free text in which no call can open
+at all: what follows the one call of a reply whose call was required.
 
 No llguidance import here: this module only writes grammar text
 (``ros2_nano_llm.constraints`` compiles it).
@@ -193,6 +194,23 @@ def call_grammar(records: Sequence[Any], syntax: Any, free_text: bool = False,
             lines.append(f'call_{i}_open[lazy]: TEXT {_lit(trigger)}')
             lines.append(f'call_{i}: call_{i}_open {rest}')
     return '\n'.join(lines) + '\n'
+
+
+def prose_grammar(records: Sequence[Any], syntaxes: Sequence[ToolSyntax] = DETECTED) -> str:
+    """
+    Return a Lark grammar of free text in which no call of ``records`` can open.
+
+    No listed name followed by ``(`` (anywhere, in prose too), no call marker of
+    ``syntaxes`` (a marker that is a special token never appears in free text) and no
+    result marker: the text after a required call's result, so that reply makes one call.
+    """
+    if not records:
+        raise ValueError('no functions to call: give at least one bot function')
+    names = '|'.join(_regex_escape(r.name) for r in records)
+    markers = [_regex_escape(m) for s in syntaxes for m in s.markers]
+    banned = '|'.join([f'({names})\\(', *markers, *RESULT_MARKERS])
+    return ('%llguidance {}\nstart: TEXT\n'
+            f'TEXT: /(?s:.*)/ & ~/(?s:.*)({banned})(?s:.*)/\n')
 
 
 def _regex_escape(text: str) -> str:

@@ -23,7 +23,8 @@ loop prefills those tokens and decoding goes on, so the KV cache always holds ex
 reply's tokens.
 
 ``max_calls`` is the reply's call budget: calls past it are not run, and the result the
-model reads says why. A call found after the reply was stopped (``~/stop``, a cancel, an
+model reads says why. A reply whose call was required (``tool_choice='required'`` or a
+name) has a budget of that one call; its grammar lets no other call open. A call found after the reply was stopped (``~/stop``, a cancel, an
 interrupting prompt) is not run either: the stop flag is checked before each call starts.
 When ``functions`` is a ``FunctionRegistry``, its ``runner`` runs the calls and its
 ``policy`` (``guard.CallPolicy``) approves them and takes their events (``started``,
@@ -76,7 +77,8 @@ class FunctionHook:
 
     ``template`` is the reply's ``ChatTemplate``: its ``tool_syntax`` says which calls are
     found, how results are formatted and in which role they go back. ``max_calls`` is
-    the reply's call budget (None: no limit). ``runner`` runs the calls (default: the
+    the reply's call budget (None: no limit); ``forced`` says it is 1 because the call was
+    required (``tool_choice``). ``runner`` runs the calls (default: the
     registry's when ``functions`` is a ``FunctionRegistry``, else the hook's own; see
     :class:`.runner.CallRunner`). ``constraint`` (set by ``constraints.Grammars``) is the
     reply's grammar, told after each call that ran so it can release the reply or start
@@ -85,7 +87,7 @@ class FunctionHook:
 
     def __init__(self, model: Any, functions: Sequence[Any], template: Any = None,
                  timeout: float = DEFAULT_TIMEOUT, *, max_calls: Optional[int] = None,
-                 runner: Optional[CallRunner] = None):
+                 runner: Optional[CallRunner] = None, forced: bool = False):
         if template is None:
             raise ValueError('FunctionHook needs the chat template (its tool syntax) of '
                              'the reply')
@@ -99,6 +101,7 @@ class FunctionHook:
         self.functions = self.detector.functions  # BotFunction records
         self.timeout = timeout
         self.max_calls = max_calls
+        self.forced = forced  # the call was required (tool_choice): the budget is that one
         self.made = 0  # calls run (or refused past the budget) in this reply
         registry = functions if isinstance(functions, FunctionRegistry) else None
         self.runner = runner if runner is not None else (
@@ -145,7 +148,8 @@ class FunctionHook:
         turn_id = self.policy.reply_turn()
         if self.max_calls is not None and self.made > self.max_calls:
             return self._refused(call, turn_id, (
-                f'error: not run: this reply already made its {self.max_calls} function '
+                'error: not run: this reply was to make one call, and made it' if self.forced
+                else f'error: not run: this reply already made its {self.max_calls} function '
                 f'call{"" if self.max_calls == 1 else "s"}, the limit'))
         if stream.stopped:  # (execute checks again, right before the function starts)
             return self._refused(call, turn_id, f'error: {call.name!r} not run: {STOPPED}')

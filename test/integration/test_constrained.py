@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from ros2_nano_llm import ChatHistory, FunctionRegistry
 from ros2_nano_llm.constraints import Constraint
-from ros2_nano_llm.functions.grammar import call_grammar
+from ros2_nano_llm.functions.grammar import call_grammar, prose_grammar
 
 CALLS = []
 
@@ -275,3 +275,26 @@ def test_robot_action_integer_range_bounds_the_call(tiny_llama):
         bridge.destroy()
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_prose_after_a_required_call_opens_no_call(tiny_llama):
+    # what follows a required call's result: text, never a call of a listed function (not
+    # even in a code span) nor a call marker nor a result marker
+    grammars = tiny_llama.grammars
+    grammar = prose_grammar(FUNCTIONS)
+    vocab = tiny_llama.config.vocab_size
+    for text in ['Done. CT_DRIVE(speed=1)', 'Use `CT_LIGHTS(on=True)`', 'ok <tool_call>',
+                 'ok <|python_tag|>', 'It is done -> ok']:
+        constraint = Constraint(grammars.tokenizer, grammar, vocab)
+        tokens = tiny_llama.tokenize(text).tolist()
+        for token in tokens:
+            allowed = constraint.mask(np.zeros(vocab, np.float32))
+            if np.isinf(allowed[token]):
+                break
+            constraint.advance(token)
+        else:
+            pytest.fail(f'the grammar let {text!r} through')
+    # the names themselves, and parentheses elsewhere, stay possible
+    constraint = Constraint(grammars.tokenizer, grammar, vocab)
+    for token in tiny_llama.tokenize('CT_DRIVE is done (at speed 1), A->B.').tolist():
+        constraint.advance(token)

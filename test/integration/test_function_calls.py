@@ -146,3 +146,62 @@ def test_drive_forward_a_little_makes_one_call(smollm2_llama_cpp):
         text = out.wait()
         assert robot == ['move_forward'], (steer, text)
         assert [c.name for c in out.calls] == ['move_forward']
+
+
+def test_a_required_call_is_the_replys_one_call(smollm2_llama_cpp):
+    # issue 19: after a required call's result SmolLM2 chained calls nobody asked for
+    # ("Halt right now." -> stop(), go_to(...), go_to_pose(...), set_gripper(...)); the
+    # forced call is the reply's one call, and what follows it cannot open another
+    robot = []
+    registry = FunctionRegistry()
+
+    def stop() -> str:
+        robot.append('stop')
+        return 'stopped'
+
+    def go_to(place: str) -> str:
+        robot.append('go_to')
+        return f'arrived at the {place}'
+
+    def get_position() -> str:
+        robot.append('get_position')
+        return 'x 1.00 m, y 0.50 m, heading 0 degrees (0.1 s ago)'
+
+    def set_gripper(open: bool) -> str:  # noqa: A002 - the argument name the model reads
+        robot.append('set_gripper')
+        return f"gripper {'open' if open else 'closed'}"
+
+    for func, docs in ((stop, 'Stop all motion now.'), (go_to, 'Navigate to a named place.'),
+                       (get_position, 'Read the odometry: where the robot is.'),
+                       (set_gripper, 'Open (True) or close (False) the gripper.')):
+        registry.register(func, docs=docs)
+    for request, choice in (('Halt right now.', 'stop'), ('Where are you?', 'required')):
+        robot.clear()
+        history = ChatHistory(smollm2_llama_cpp, tools=list(registry), system_prompt=(
+            'You are the assistant of a small robot. You control it by calling functions.'))
+        history.append('user', request)
+        new, _ = history.embed_chat()
+        out = smollm2_llama_cpp.generate(new, kv_cache=history.kv_cache, functions=registry,
+                                         tool_choice=choice, max_new_tokens=48,
+                                         stop_tokens=history.stop_tokens)
+        text = out.wait()
+        assert len(robot) == 1 and len(out.calls) == 1, (request, robot, text)
+        assert out.calls[0].success
+        after = text.split(out.calls[0].result, 1)[1]
+        assert not any(f'{name}(' in after for name in ('stop', 'go_to', 'get_position', 'set_gripper')), text
+
+
+def test_a_required_reply_runs_no_second_call(tiny_llama):
+    # calls in the reply's own text past its required one are refused, not run, and the
+    # model reads why (the prefix is outside the grammar: it writes keywords)
+    CALLS.clear()
+    out = tiny_llama.generate('Hi', functions=[BotFunctions.find('ROBOT_SPEED')],
+                              tool_choice='ROBOT_SPEED', max_new_tokens=12,
+                              reply_prefix='ROBOT_SPEED(1) ROBOT_SPEED(2)')
+    text = out.wait()
+    assert CALLS == [1.0], text
+    assert [c.success for c in out.calls][:2] == [True, False]
+    assert all(not c.success for c in out.calls[1:])
+    refusal = out.calls[1].result
+    assert refusal == 'error: not run: this reply was to make one call, and made it'
+    assert f' -> {refusal}' in text
