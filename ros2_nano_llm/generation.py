@@ -109,9 +109,14 @@ class _Sampled:
         self._seen([token])
 
     def inject(self, tokens: Sequence[int]) -> None:
-        """Run tokens that join the reply without being sampled."""
-        self.logits = prefill(self.backend, self.cache, Inputs.from_tokens(tokens),
-                              self._stopped)
+        """
+        Run tokens that join the reply without being sampled.
+
+        A stop does not cut them short: they are a call's result (at most
+        ``MAX_RESULT_CHARS``) or the reply prefix, already in the stream, and a call that
+        ran stays in the chat with its result; the loop ends the reply right after them.
+        """
+        self.logits = prefill(self.backend, self.cache, Inputs.from_tokens(tokens))
         self._seen(tokens)
 
     def finish_reason(self) -> str:
@@ -299,6 +304,9 @@ def run(backend: Backend, job: GenerationJob, stats: Dict[str, float]) -> None:
             # narrows the constraint to that function (functions/choice.py)
             job.choice.choose(backend, cache.keys)
         while count < job.max_new_tokens:
+            if stream.stopped:  # (a stop while a call ran: nothing sampled after its result)
+                reason = 'stopped'
+                break
             token = source.take(count)
             if token is not None:
                 count += 1

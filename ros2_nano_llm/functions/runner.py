@@ -17,7 +17,9 @@ Run bot functions on one thread pool, each bounded by a timeout, and keep count 
 A Python thread cannot be killed, so a function that runs past its timeout goes on. The
 :class:`CallRunner` never loses sight of it: the call is cancelled if it has not started
 yet, else it is kept in :meth:`CallRunner.running` (with a warning in the log) until it
-ends, when it is logged again. The caller gets ``timed out`` text at once.
+ends, when it is logged again. The caller gets ``timed out`` text at once. Each one holds a
+pool thread, so a runner given ``max_overdue`` starts no new call while that many run on
+past their timeout: the pool it shares (the node's) keeps threads for everything else.
 
 A call may pass a ``gate`` first, on the same pool thread and inside the call's
 :class:`~.context.CallContext`: the checks that must come right before the function starts
@@ -43,14 +45,17 @@ class CallRunner:
     """
     Runs function calls on an executor: ``executor`` given, or its own, made on first use.
 
-    ``running()`` lists the calls still running past their timeout. ``close()`` shuts its
-    own executor down without waiting for them.
+    ``running()`` lists the calls still running past their timeout; with ``max_overdue``
+    (None: no bound) that many of them refuse every new call until one ends. ``close()``
+    shuts its own executor down without waiting for them.
     """
 
-    def __init__(self, executor: Optional[ThreadPoolExecutor] = None, max_workers: int = 4):
+    def __init__(self, executor: Optional[ThreadPoolExecutor] = None, max_workers: int = 4,
+                 max_overdue: Optional[int] = None):
         self._executor = executor
         self._owned = executor is None
         self._max_workers = max_workers
+        self._max_overdue = max_overdue
         self._overdue: Dict[Future, Tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -73,9 +78,13 @@ class CallRunner:
         call's (current on the pool thread while the gate and the function run). ``gate``
         runs first and returns '' to let the function start, or why not: then
         ``(False, reason)`` comes back and the function never runs; so too when the gate
-        takes longer than ``gate_timeout`` seconds.
+        takes longer than ``gate_timeout`` seconds, and when ``max_overdue`` calls still run.
         """
         name = name or 'function'
+        overdue = self.running()
+        if self._max_overdue is not None and len(overdue) >= self._max_overdue:
+            return False, (f'{len(overdue)} calls still run past their timeout '
+                           f'({", ".join(sorted(set(overdue)))}); no call starts until one ends')
         opened = threading.Event()  # the gate let the function start (or the job ended)
         state = {'phase': 'gate'}   # 'gate' -> 'running', or -> 'abandoned' by the caller
 

@@ -98,8 +98,10 @@ class NodeFunctions:
                                          f"{services or 'none (the file lists none)'}")
         # their calls run on the node's pool too (a ~/call_function request holds two threads
         # of it: the request's and the call's)
-        self.records = FunctionRegistry(functions, self._policy, CallRunner(self._pool)) \
-            if functions else None
+        # at most MAX_CALLS_RUNNING calls hold a pool thread past their timeout (node.py sizes
+        # the pool for them, the ~/call_function requests and the chat's own jobs)
+        runner = CallRunner(self._pool, max_overdue=MAX_CALLS_RUNNING)
+        self.records = FunctionRegistry(functions, self._policy, runner) if functions else None
         return self.records
 
     def unload(self) -> None:

@@ -85,8 +85,9 @@ class ChatLifecycleNode(LifecycleNode):
         # and of a saved chat: never used twice, even across kill -9 (see persistence)
         self._turn_ids = persistence.ReservedTurnIds()
         # the node's one thread pool: the model load, ~/call_function calls, the chat file
-        # (each ~/call_function holds two threads: the request's and its call's)
-        self._pool = ThreadPoolExecutor(2 * MAX_CALLS_RUNNING + 4, thread_name_prefix='nano_llm')
+        # (each ~/call_function holds two threads: the request's and its call's; up to
+        # MAX_CALLS_RUNNING more calls may run on past their timeout; 4 for the chat's jobs)
+        self._pool = ThreadPoolExecutor(3 * MAX_CALLS_RUNNING + 4, thread_name_prefix='nano_llm')
         self.finalized = RclFuture()  # done after the shutdown transition: main() exits
         self._exit_timer = None
         super().__init__(node_name, **kwargs)

@@ -25,7 +25,7 @@ import threading
 
 from chat_helpers import assert_logits_exact, PROMPTS, recompute, reply
 import pytest
-from ros2_nano_llm import ChatHistory, NanoLLM
+from ros2_nano_llm import ChatHistory, FunctionRegistry, NanoLLM
 
 LONG = ' '.join(f'Note {i}: the robot checked shelf {i} and found it in order.'
                 for i in range(90))  # about 1,500 tokens
@@ -157,3 +157,28 @@ def test_stop_during_the_hf_prefill_ends_it_at_a_layer(smollm2):
     assert stream.stop_reason == 'stopped' and stream.tokens == []
     assert len(ran) == 3  # the prefill ended before layer 3 ran, 27 layers short
     assert_next_turn_exact(model, history, cached_before)
+
+
+def test_a_stop_at_a_call_result_keeps_the_reply_and_its_figures(tiny_llama):
+    # the stop comes while a call runs: the call ran, so its result joins the reply (the
+    # chat knows next turn) and the cache holds exactly the reply's tokens; then it ends
+    registry = FunctionRegistry()
+    reply_of = {}
+
+    def halt() -> str:
+        reply_of['out'].stop()  # as ~/stop would, while the call runs
+        return 'halted'
+
+    registry.register(halt, name='HALT', docs='Halt.')
+    history = ChatHistory(tiny_llama, tools=list(registry))
+    history.append('user', 'Halt.')
+    new, _ = history.embed_chat()
+    cached = len(history.kv_cache) + len(new)
+    out = reply_of['out'] = tiny_llama.generate(
+        new, kv_cache=history.kv_cache, functions=registry, reply_prefix='Sure. HALT()',
+        max_new_tokens=8)
+    out.wait()
+    assert out.stop_reason == 'stopped' and [c.name for c in out.calls] == ['HALT']
+    assert out.text.endswith('HALT() -> halted'), out.text
+    assert len(history.kv_cache) == cached + len(out.tokens), (len(history.kv_cache), cached,
+                                                               out.tokens)

@@ -216,6 +216,29 @@ def test_a_timed_out_call_is_accounted_for_until_it_ends():
         runner.close()
 
 
+def test_calls_stuck_past_their_timeout_bound_the_runner():
+    # each overdue call holds a thread of the pool the runner shares (the node's): past
+    # max_overdue of them no call starts, so the pool keeps threads for the chat
+    release = threading.Event()
+    started = []
+    runner = CallRunner(max_overdue=2)
+    try:
+        for name in ('arm', 'base'):
+            assert runner.run(release.wait, (5.0,), {}, 0.05, name=name)[0] is False
+        ok, text = runner.run(lambda: started.append(1) or 'ran', (), {}, 1.0, name='lights')
+        assert not ok and started == []
+        assert text == '2 calls still run past their timeout (arm, base); no call starts ' \
+            'until one ends'
+        release.set()
+        deadline = time.monotonic() + 5.0
+        while runner.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.run(lambda: started.append(1) or 'ran', (), {}, 1.0) == (True, 'ran')
+    finally:
+        release.set()
+        runner.close()
+
+
 def test_format_result_follows_the_syntax():
     [tc] = find_calls('<tool_call>{"name": "move_forward", "arguments": {}}</tool_call>', FUNCS)
     body = json.dumps({'name': 'move_forward', 'content': 'moved'})
