@@ -165,7 +165,8 @@ class NanoLLM:
         (OpenAI's meanings; hf and llama_cpp constrain the calls with a grammar): ``'auto'``
         (default: free text, a call the model starts is completed validly), ``'required'``
         (the reply starts with a call, its one call: after the result, text in which no
-        call opens), a function's name (that one is called, once) or ``'none'`` (no calls). ``response_format`` constrains the reply to a JSON schema
+        call opens), a function's name (that one is called, once) or ``'none'`` (no
+        calls). ``response_format`` constrains the reply to a JSON schema
         (``{'type': 'json_schema', 'json_schema': {'schema': ...}}``), a regex
         (``{'type': 'regex', 'regex': ...}``) or a Lark grammar (``{'type': 'grammar',
         'grammar': ...}``). ``constraint`` is any other object with ``mask(logits)`` on

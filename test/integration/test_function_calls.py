@@ -188,7 +188,8 @@ def test_a_required_call_is_the_replys_one_call(smollm2_llama_cpp):
         assert len(robot) == 1 and len(out.calls) == 1, (request, robot, text)
         assert out.calls[0].success
         after = text.split(out.calls[0].result, 1)[1]
-        assert not any(f'{name}(' in after for name in ('stop', 'go_to', 'get_position', 'set_gripper')), text
+        names = ('stop', 'go_to', 'get_position', 'set_gripper')
+        assert not any(f'{name}(' in after for name in names), text
 
 
 def test_a_required_reply_runs_no_second_call(tiny_llama):
