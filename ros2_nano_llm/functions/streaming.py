@@ -25,7 +25,8 @@ reply's tokens.
 ``max_calls`` is the reply's call budget: calls past it are not run, and the result the
 model reads says why. A reply whose call was required (``tool_choice='required'`` or a
 name) has a budget of that one call; its grammar lets no other call open. A call found
-after the reply was stopped (``~/stop``, a cancel, an interrupting prompt) is not run either: the stop flag is checked before each call starts.
+after the reply was stopped (``~/stop``, a cancel, an interrupting prompt) is not run
+either: the stop flag is checked before each call starts.
 When ``functions`` is a ``FunctionRegistry``, its ``runner`` runs the calls and its
 ``policy`` (``guard.CallPolicy``) approves them and takes their events (``started``,
 ``feedback``, ``ended``, ``refused``) as they happen.
