@@ -47,8 +47,9 @@ Usage: ``python3 benchmarks/function_calls.py [--mode basic|robot] [--model defa
 [--api hf] [--threads N] [--n 10] [--max-new-tokens 48] [--out FILE]`` (robot: ``--n`` is
 per set, 0 for all; default out ``results/function_calls_robot.json``). Robot parts can run
 in parallel (``--sets``, ``--samplings``, ``--part K/N``) and be joined with ``--merge FILES
---out FILE``: ``results/function_calls_robot.json`` is tuning greedy in three parts, held-out
-greedy, and the first 4 requests of each set sampled, at ``--threads 1 --max-new-tokens 24``.
+--out FILE``: ``results/function_calls_robot.json`` is tuning greedy and held-out greedy (run
+side by side), then the first 4 requests of each set sampled (``--n 4 --samplings sampled``),
+at ``--threads 1 --max-new-tokens 48``.
 """
 
 import argparse
@@ -288,7 +289,7 @@ def robot_table(results: dict, free_rate: dict) -> str:
                      f"{c['right_args']}/{n} | {c['exactly_one']}/{n} | "
                      f"{c['calls_per_reply']} | {c['duplicate_motions']} | "
                      f"{c['out_of_range']} | {c['decode_rate']} | {ratio:.2f} | "
-                     f"{c['choice_ms']} |")
+                     f"{c['choice_ms'] or '-'} |")  # '-': no choice (or made in another row)
     return '\n'.join(lines)
 
 
