@@ -24,9 +24,17 @@ import rclpy
 
 
 @contextlib.contextmanager
-def initialized(args: Optional[List[str]] = None) -> Iterator[None]:
-    """Initialise rclpy's default context for the block and shut it down after, on any rclpy."""
-    rclpy.init(args=args)
+def initialized(args: Optional[List[str]] = None, signal_handlers: bool = True
+                ) -> Iterator[None]:
+    """
+    Initialise rclpy's default context for the block and shut it down after, on any rclpy.
+
+    ``signal_handlers=False`` keeps rclpy's SIGINT/SIGTERM handlers out (they shut the
+    context down at once): the caller's own handler decides when the context may go.
+    """
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.ALL if signal_handlers
+               else SignalHandlerOptions.NO)
     try:
         yield
     finally:

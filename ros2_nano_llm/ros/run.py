@@ -16,12 +16,17 @@ The node's process: rclpy, the executor, the signals, and a clean exit (code 0).
 
 ``run(make_node)`` runs the node ``make_node()`` builds until Ctrl-C, SIGTERM or the
 shutdown transition (the node's ``finalized`` future). The node's chat is stopped before the
-node and the context go, so a reply that streams at that moment ends quietly. Only the first
-SIGINT or SIGTERM counts (``signals``): the ones that follow it, as under ``ros2 launch``,
-cannot cut the shutdown short.
+node and the context go, so a reply that streams at that moment ends quietly, and a robot
+call in progress ends as on ``~/stop``: its ``after:`` message is published and its goal
+cancelled while the executor still spins and the context is still up. So rclpy's own signal
+handlers (which shut the context down first) are left out: the executor spins on a thread of
+its own, and the main thread waits where a signal can reach it. Only the first SIGINT or
+SIGTERM counts (``signals``): the ones that follow it, as under ``ros2 launch``, cannot cut
+the shutdown short.
 """
 
 import os
+import threading
 from typing import Any, Callable, List, Optional
 
 import rclpy
@@ -39,9 +44,9 @@ def run(make_node: Callable[[], Any], args: Optional[List[str]] = None) -> int:
     quiet_progress_bars()
     log = rclpy.logging.get_logger('nano_llm')
     stopping = ShutdownSignals(log.info)
-    with stopping:  # before rclpy.init(): rclpy's handler runs first, then this one
+    with stopping:  # the process's only SIGINT/SIGTERM handler (rclpy's are left out)
         try:
-            with initialized(args):  # rclpy.init() is a context manager only from Kilted
+            with initialized(args, signal_handlers=False):
                 try:
                     node = make_node()
                 except ValueError as error:
@@ -49,17 +54,55 @@ def run(make_node: Callable[[], Any], args: Optional[List[str]] = None) -> int:
                     return 1
                 executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
                 executor.add_node(node)
+                spinning = Spinning(executor, node.finalized)
                 try:
-                    executor.spin_until_future_complete(node.finalized)
+                    spinning.wait()  # a signal raises KeyboardInterrupt here
                 finally:
                     stopping.ending()
-                    node.release()
+                    node.release()  # the executor still spins: robot calls end cleanly
                     executor.shutdown(timeout_sec=SHUTDOWN_WAIT_S)
+                    spinning.join(SHUTDOWN_WAIT_S)
                     node.destroy_node()
+                spinning.raise_error()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
     stopping.exit_after(0)
     return 0
+
+
+class Spinning:
+    """The executor spinning on a thread of its own until ``until`` (an rclpy future) is done."""
+
+    def __init__(self, executor: Any, until: Any):
+        self.error: Optional[BaseException] = None
+        self._ended = threading.Event()
+        self._thread = threading.Thread(target=self._spin, args=(executor, until),
+                                        name='executor')
+        self._thread.start()
+
+    def _spin(self, executor: Any, until: Any) -> None:
+        try:
+            executor.spin_until_future_complete(until)
+        except ExternalShutdownException:
+            pass
+        except BaseException as error:  # noqa: B902 - raised again in the main thread
+            self.error = error
+        finally:
+            self._ended.set()
+
+    def wait(self) -> None:
+        """Wait in the main thread, where signals land, until the spinning ends."""
+        while not self._ended.wait(0.5):
+            pass
+
+    def join(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the spinning thread to end."""
+        self._thread.join(timeout)
+
+    def raise_error(self) -> None:
+        """Raise what ended the spinning, if it failed."""
+        if self.error is not None:
+            raise self.error
 
 
 def quiet_progress_bars() -> None:

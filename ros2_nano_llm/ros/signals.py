@@ -20,12 +20,13 @@ wherever the main thread is, so the second one lands in the middle of the first 
 shutdown; and while the interpreter finalizes, Python has put SIG_DFL back, so a SIGINT then
 kills the process (exit code -2, "process has died" under launch).
 
-``ShutdownSignals`` is entered by ``main()`` before ``rclpy.init()``. rclpy's handler is then
-installed on top of it and calls it after its own work (wake the executor, shut the context
-down), so the first signal raises ``KeyboardInterrupt`` once in the main thread and every
-later one is logged and ignored (once main() is done: SIG_IGN). After a signal, ``exit_after``
-bounds the end of the process: a thread that cannot be interrupted (a model load inside
-``configure``) does not keep it alive for longer than ``LINGER_S``.
+``ShutdownSignals`` is entered by ``main()`` before ``rclpy.init()``. The first signal raises
+``KeyboardInterrupt`` once in the main thread and every later one is logged and ignored (once
+main() is done: SIG_IGN). The node (``run.py``) and the sim keep rclpy's own handlers out,
+so their context stays up until they have ended their work; the web node lets rclpy's
+handler run first (wake its executor, shut the context down), then this one. After a
+signal, ``exit_after`` bounds the end of the process: a thread that cannot be interrupted
+(a model load inside ``configure``) does not keep it alive for longer than ``LINGER_S``.
 """
 
 import os

@@ -39,7 +39,10 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from ros2_nano_llm.ros.compat import initialized
+from ros2_nano_llm.ros.run import Spinning
+from ros2_nano_llm.ros.signals import ShutdownSignals
 from sensor_msgs.msg import BatteryState
 from std_msgs.msg import String
 from test_msgs.action import Fibonacci
@@ -241,8 +244,8 @@ class SimRobot(Node):
             sequence.append(sequence[-1] + sequence[-2])
             goal_handle.publish_feedback(Fibonacci.Feedback(sequence=sequence))
             if self._stopping.wait(self.config.step_period_s):
-                # shutting down: the context is gone, so the goal's state can no longer be
-                # published (abort() would raise); the client sees the server leave
+                # shutting down (the context is still up: main() stops the sim first)
+                goal_handle.abort()
                 self.get_logger().info(f'goal {goal_id} ended by shutdown')
                 return Fibonacci.Result(sequence=sequence)
         goal_handle.succeed()
@@ -252,23 +255,31 @@ class SimRobot(Node):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the sim robot until Ctrl-C or SIGTERM; return the exit code (1: bad parameters)."""
-    try:
-        with initialized(args):
-            try:
-                node = SimRobot()
-            except ValueError as error:
-                rclpy.logging.get_logger('sim_robot').fatal(f'bad parameters: {error}')
-                return 1
-            executor = MultiThreadedExecutor(num_threads=4)
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                node.stop()
-                executor.shutdown(timeout_sec=5.0)
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    log = rclpy.logging.get_logger('sim_robot')
+    # as the node's run(): the sim stops its goals before its context goes, so a goal
+    # never publishes into a context a signal already shut down
+    with ShutdownSignals(log.info) as stopping:
+        try:
+            with initialized(args, signal_handlers=False):
+                try:
+                    node = SimRobot()
+                except ValueError as error:
+                    log.fatal(f'bad parameters: {error}')
+                    return 1
+                executor = MultiThreadedExecutor(num_threads=4)
+                executor.add_node(node)
+                spinning = Spinning(executor, Future())  # until a signal
+                try:
+                    spinning.wait()
+                finally:
+                    stopping.ending()
+                    node.stop()
+                    executor.shutdown(timeout_sec=5.0)
+                    spinning.join(5.0)
+                    node.destroy_node()
+                spinning.raise_error()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
     return 0
 
 

@@ -26,6 +26,7 @@ distance a drive makes, the zero Twist after every ending, the goal's cancel, li
 import dataclasses
 import math
 import re
+import signal
 import threading
 import time
 
@@ -429,3 +430,23 @@ def test_shutdown_mid_reply_drive_sends_the_zero_twist(robot):
                 _model_creeps(watch))
     process.process.wait(30.0)
     assert process.process.returncode == 0, process.log()[-2000:]
+
+
+def test_sigint_mid_drive_sends_the_zero_twist(robot, tmp_path):  # noqa: ARG001 (the sim)
+    # Ctrl-C (or launch's SIGINT) while the robot drives: the node ends the drive as on
+    # ~/stop, zero Twist included, before its context goes (the sim's watchdog is not it)
+    # a node of its own: the module's exited with the shutdown test
+    process, client = start_node(
+        tmp_path, {'api': 'llama_cpp', 'n_threads': 2, 'n_ctx': 2048, 'max_new_tokens': 8,
+                   'functions_file': str(SIM_YAML)},
+        params_file=REPO_ROOT / 'config' / 'nano_llm.yaml', first_state='active')
+    watch = Watch(client)
+    try:
+        watch.wait(lambda: watch.odom, what='/odom')
+        _until_the_sim_hears_the_node(watch)
+        _drive_then(watch, lambda: process.process.send_signal(signal.SIGINT), 'SIGINT')
+        process.process.wait(30.0)
+        assert process.process.returncode == 0, process.log()[-2000:]
+    finally:
+        watch.close()
+        stop_node(process, client)
