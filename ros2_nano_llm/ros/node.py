@@ -53,7 +53,7 @@ from .camera import Camera
 from .edge import edge, failed, log_outcome, Report
 from .generate_action import GenerateAction
 from .outputs import ReplyOutputs
-from .run import run
+from .run import quiet_progress_bars, run
 from .worker import ChatWorker, INACTIVE, load_chat, LoadTimeout, Prompt
 from ..functions.guard import CallEvent, CallPolicy
 from ..srv import CallFunction, GetHistory, ListFunctions
@@ -448,6 +448,7 @@ class ChatLifecycleNode(LifecycleNode):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the node (``ros2 run ros2_nano_llm nano_llm_node``) until its end; exit code 0."""
+    quiet_progress_bars()
     return run(ChatLifecycleNode, args)
 
 

@@ -39,10 +39,16 @@ EXECUTOR_THREADS = 4
 SHUTDOWN_WAIT_S = 10.0
 
 
-def run(make_node: Callable[[], Any], args: Optional[List[str]] = None) -> int:
-    """Run the node until it is finalized or the process is signalled; return the exit code."""
-    quiet_progress_bars()
-    log = rclpy.logging.get_logger('nano_llm')
+def run(make_node: Callable[[], Any], args: Optional[List[str]] = None,
+        logger: str = 'nano_llm') -> int:
+    """
+    Run the node until it is finalized or the process is signalled; return the exit code.
+
+    The node has ``finalized`` (an rclpy future: done ends the run) and ``release()``
+    (ends its work, on exit in any state); ``make_node()`` raising ``ValueError`` means bad
+    parameters (exit code 1). ``logger`` names the process's log lines.
+    """
+    log = rclpy.logging.get_logger(logger)
     stopping = ShutdownSignals(log.info)
     with stopping:  # the process's only SIGINT/SIGTERM handler (rclpy's are left out)
         try:

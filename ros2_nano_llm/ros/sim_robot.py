@@ -33,16 +33,12 @@ from typing import Any, List, Optional
 
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
-from ros2_nano_llm.ros.compat import initialized
-from ros2_nano_llm.ros.run import Spinning
-from ros2_nano_llm.ros.signals import ShutdownSignals
+from ros2_nano_llm.ros.run import run
 from sensor_msgs.msg import BatteryState
 from std_msgs.msg import String
 from test_msgs.action import Fibonacci
@@ -129,6 +125,7 @@ class SimRobot(Node):
         cfg = self.config
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.finalized = Future()  # never done: the sim runs until a signal (run.run)
         self._pose = Pose2D()
         self._battery = cfg.battery_start
         self._updated = time.monotonic()   # the pose is integrated up to this instant
@@ -149,8 +146,8 @@ class SimRobot(Node):
             f'sim robot ready: {cfg.cmd_vel_topic} -> {cfg.odom_topic}, {cfg.battery_topic}, '
             f'action {cfg.action_name}, watchdog {cfg.watchdog_s} s')
 
-    def stop(self) -> None:
-        """End running goals (they abort) before the executor goes."""
+    def release(self) -> None:
+        """End running goals (they abort) before the executor goes (``run.run`` calls it)."""
         self._stopping.set()
 
     def event(self, kind: str, **fields: Any) -> None:
@@ -255,32 +252,9 @@ class SimRobot(Node):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the sim robot until Ctrl-C or SIGTERM; return the exit code (1: bad parameters)."""
-    log = rclpy.logging.get_logger('sim_robot')
-    # as the node's run(): the sim stops its goals before its context goes, so a goal
-    # never publishes into a context a signal already shut down
-    with ShutdownSignals(log.info) as stopping:
-        try:
-            with initialized(args, signal_handlers=False):
-                try:
-                    node = SimRobot()
-                except ValueError as error:
-                    log.fatal(f'bad parameters: {error}')
-                    return 1
-                executor = MultiThreadedExecutor(num_threads=4)
-                executor.add_node(node)
-                spinning = Spinning(executor, Future())  # until a signal
-                try:
-                    spinning.wait()
-                finally:
-                    stopping.ending()
-                    node.stop()
-                    executor.shutdown(timeout_sec=5.0)
-                    spinning.join(5.0)
-                    node.destroy_node()
-                spinning.raise_error()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-    return 0
+    # as the node: the sim stops its goals before its context goes, so a goal never
+    # publishes into a context a signal already shut down
+    return run(SimRobot, args, logger='sim_robot')
 
 
 if __name__ == '__main__':
