@@ -47,6 +47,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 CAMERA_PACKAGE = 'v4l2_camera'
+# arguments passed on to nano_llm.launch.py as they are
+FORWARDED = ('model', 'api', 'params_file', 'namespace', 'autostart', 'image_topic')
 
 
 def camera_or_hint(context):
@@ -91,6 +93,10 @@ def generate_launch_description():
             description='YAML file with the node parameters'),
         DeclareLaunchArgument('namespace', default_value='', description='node namespace'),
         DeclareLaunchArgument(
+            'autostart', default_value='',
+            description="configure and activate the node once it is up (default '': what "
+                        'the params file says)'),
+        DeclareLaunchArgument(
             'image_topic', default_value='/image_raw', description='camera image topic'),
         DeclareLaunchArgument(
             'start_camera', default_value='true',
@@ -101,12 +107,6 @@ def generate_launch_description():
     camera = OpaqueFunction(function=camera_or_hint)
     chat = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'nano_llm.launch.py')),
-        launch_arguments={
-            'model': LaunchConfiguration('model'),
-            'api': LaunchConfiguration('api'),
-            'params_file': LaunchConfiguration('params_file'),
-            'namespace': LaunchConfiguration('namespace'),
-            'image_topic': LaunchConfiguration('image_topic'),
-        }.items(),
+        launch_arguments=[(name, LaunchConfiguration(name)) for name in FORWARDED],
     )
     return LaunchDescription(args + [camera, chat])

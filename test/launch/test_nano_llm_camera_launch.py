@@ -70,6 +70,8 @@ def generate_test_description():
             'model': MODEL,
             'params_file': os.path.join(share, 'config', 'nano_llm_tiny.yaml'),
             'namespace': NAMESPACE,
+            # the tiny params file says false: without this the node stays unconfigured
+            'autostart': 'true',
         }.items())
     return LaunchDescription([camera, launch_testing.actions.ReadyToTest()])
 
