@@ -52,8 +52,8 @@ from .bot_functions import MAX_CALLS_RUNNING, NodeFunctions
 from .camera import Camera
 from .edge import edge, failed, log_outcome, Report
 from .generate_action import GenerateAction
-from .outputs import ReplyOutputs
 from .memory import release_freed_memory
+from .outputs import ReplyOutputs
 from .run import run
 from .worker import ChatWorker, INACTIVE, load_chat, LoadTimeout, Prompt
 from ..functions.guard import CallEvent, CallPolicy
