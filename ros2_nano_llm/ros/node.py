@@ -52,6 +52,7 @@ from .bot_functions import MAX_CALLS_RUNNING, NodeFunctions
 from .camera import Camera
 from .edge import edge, failed, log_outcome, Report
 from .generate_action import GenerateAction
+from .memory import release_freed_memory
 from .outputs import ReplyOutputs
 from .run import quiet_progress_bars, run
 from .worker import ChatWorker, INACTIVE, load_chat, LoadTimeout, Prompt
@@ -95,9 +96,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._camera = Camera(self.get_logger(), self.incidents)
         # the lifecycle and parameter services share the default (mutually exclusive) group:
         # a transition and a parameter change never run at the same time
-        self._inputs = MutuallyExclusiveCallbackGroup()
-        self._images = MutuallyExclusiveCallbackGroup()  # decoding a JPEG delays no prompt
-        self._service_group = ReentrantCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()  # the node's timers
         self._config = params.declare(self)
         # every bot function call passes the operator's approval where it needs one, and
         # reports its events on ~/output/calls as they happen (functions/guard.py)
@@ -163,24 +162,29 @@ class ChatLifecycleNode(LifecycleNode):
         self._worker.sink = self._outputs
         requests = ifc.request_qos(self._config.max_queue)
         subscribe, service = self.create_subscription, self.create_service
+        # fresh groups each configure: an rclpy group keeps a weak reference to every entity
+        # ever added to it, so a group of the node's life grew at each cycle (issue 21)
+        inputs, images, services = (MutuallyExclusiveCallbackGroup(),  # a JPEG delays no
+                                    MutuallyExclusiveCallbackGroup(),  # prompt
+                                    ReentrantCallbackGroup())
         self._endpoints = [(self.destroy_subscription, s) for s in [
             subscribe(String, ifc.INPUT_TEXT, self._on_text, ifc.PROMPT_QOS,
-                      callback_group=self._inputs),
+                      callback_group=inputs),
             *(subscribe(kind, topic, lambda raw, kind=kind: self._on_image(raw, kind),
-                        ifc.IMAGE_QOS, callback_group=self._images, raw=True)
+                        ifc.IMAGE_QOS, callback_group=images, raw=True)
               for kind, topic in ((Image, ifc.INPUT_IMAGE),
                                   (CompressedImage, ifc.INPUT_IMAGE_COMPRESSED)))]]
         self._endpoints += [(self.destroy_service, s) for s in [
             service(Trigger, ifc.RESET, self._on_reset, qos_profile=requests,
-                    callback_group=self._service_group),
+                    callback_group=services),
             service(Trigger, ifc.STOP, self._on_stop, qos_profile=requests,
-                    callback_group=self._service_group),
+                    callback_group=services),
             service(GetHistory, ifc.GET_HISTORY, self._on_get_history, qos_profile=requests,
-                    callback_group=self._service_group),
+                    callback_group=services),
             service(CallFunction, ifc.CALL_FUNCTION, self._on_call_function,
-                    qos_profile=requests, callback_group=self._service_group),
+                    qos_profile=requests, callback_group=services),
             service(ListFunctions, ifc.LIST_FUNCTIONS, self._on_list_functions,
-                    qos_profile=requests, callback_group=self._service_group)]]
+                    qos_profile=requests, callback_group=services)]]
         self._generate = GenerateAction(self, self._worker, lambda: self._config,
                                         self._functions.names, self._camera.side,
                                         MAX_PROMPT_CHARS, requests, self._functions.interrupt)
@@ -268,6 +272,7 @@ class ChatLifecycleNode(LifecycleNode):
             worker.session.close()
         self._functions.unload()
         self._camera.frames.clear()
+        release_freed_memory()
 
     @edge('autostart')
     def _autostart(self) -> None:
