@@ -70,8 +70,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'test' / 'integration'))
 sys.path.insert(0, str(ROOT / 'test'))
 
-from node_harness import NodeClient, NodeProcess, PretendRobot  # noqa: E402 - the harness path
-from node_harness import start_node, stop_node, wait_for_state  # noqa: E402
+from node_harness import (  # noqa: E402 - the harness path
+    find_executable, NodeClient, NodeProcess, PretendRobot, start_node, stop_node,
+    wait_for_state)
 from rclpy.action import ActionClient  # noqa: E402, I100
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from ros2_nano_llm.action import Generate  # noqa: E402
@@ -746,7 +747,7 @@ def main() -> int:
     summary = {'passed': all(r['passed'] for r in results.values()),
                'cases': {name: r['passed'] for name, r in results.items()},
                'seconds': round(time.monotonic() - started, 1), 'quick': args.quick,
-               'kills': args.kills, 'commit': _commit(),
+               'kills': args.kills, 'commit': _commit(), 'node': find_executable(),
                'machine': {'platform': platform.platform(), 'cpus': os.cpu_count(),
                            'load_average': os.getloadavg(),
                            'python': platform.python_version(),
