@@ -27,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import threading
 from typing import Any, Callable, List, Optional
 
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.task import Future as RclFuture
 
 from .edge import failed, log_outcome, Report
@@ -45,13 +46,11 @@ STOPPED = 'interrupted by ~/stop before the call ended; the action may not have 
 class NodeFunctions:
     """The bot functions of one node, from configure to cleanup."""
 
-    def __init__(self, node: Any, pool: Executor, callback_group: Any, policy: CallPolicy,
-                 approval: Any):
+    def __init__(self, node: Any, pool: Executor, policy: CallPolicy, approval: Any):
         self._node = node
         self._pool = pool
         self._policy = policy  # every call: limits, approval, stop flag, events (guard.py)
         self._approval = approval  # the operator's decisions (approval.OperatorApproval)
-        self._group = callback_group  # the robot action clients' (responses arrive meanwhile)
         self._running = threading.BoundedSemaphore(MAX_CALLS_RUNNING)
         self._interrupts = 0  # interrupt() calls so far: a ~/call_function taken before one
         # of them never starts
@@ -83,7 +82,10 @@ class NodeFunctions:
             except FutureTimeout:
                 raise ValueError(f"'{config.functions_file}' was not parsed within "
                                  f'{PARSE_TIMEOUT_S:g} s') from None
-            self.bridge = RobotFunctions(self._node, entries, callback_group=self._group)
+            # a group of this configure's own: an rclpy group keeps a weak reference to
+            # every entity ever added to it (a node-long group grew at each configure)
+            self.bridge = RobotFunctions(self._node, entries,
+                                         callback_group=ReentrantCallbackGroup())
             clash = sorted(set(self.bridge.names) & {f.name for f in functions})
             if clash:
                 raise ValueError(f"robot action(s) {', '.join(clash)} in "

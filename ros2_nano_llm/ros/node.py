@@ -101,7 +101,7 @@ class ChatLifecycleNode(LifecycleNode):
         # every bot function call passes the operator's approval where it needs one, and
         # reports its events on ~/output/calls as they happen (functions/guard.py)
         self._approval = OperatorApproval(self, lambda: self._config)
-        self._functions = NodeFunctions(self, self._pool, ReentrantCallbackGroup(), CallPolicy(
+        self._functions = NodeFunctions(self, self._pool, CallPolicy(
             self._report_call, self._approval, lambda: self._turn_ids.last), self._approval)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)

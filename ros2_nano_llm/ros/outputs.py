@@ -24,6 +24,7 @@ of each turn on the model's worker thread, the call guard each event of a call a
 
 from typing import Any, Callable, Dict, Optional
 
+from rclpy.callback_groups import ReentrantCallbackGroup
 from std_msgs.msg import String
 
 from . import interfaces as ifc
@@ -38,7 +39,13 @@ class ReplyOutputs:
         self._node = node
         self._ended = ended
         self._lost = lost  # the context went down while a reply streamed (Ctrl-C, SIGTERM)
-        create = node.create_lifecycle_publisher
+        # their QoS event handlers join a group of these publishers' own: rclpy's groups keep
+        # a weak reference to every entity ever added (the node's default group grew by 8
+        # at every configure)
+        group = ReentrantCallbackGroup()
+
+        def create(msg_type: Any, topic: str, qos: Any) -> Any:
+            return node.create_lifecycle_publisher(msg_type, topic, qos, callback_group=group)
         self._tokens = create(String, ifc.OUTPUT_TOKENS, ifc.STREAM_QOS)
         self._stream = create(StreamToken, ifc.OUTPUT_STREAM, ifc.STREAM_QOS)
         self._reply = create(String, ifc.OUTPUT_REPLY, ifc.REPLY_QOS)
