@@ -82,6 +82,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._stats: Dict[str, float] = {}
         self._stats_turn = 0
         self._last_error = ''
+        self._ending = False  # release() has begun: the process is ending
         # turn ids keep increasing for the life of the process (clients key replies on them)
         # and of a saved chat: never used twice, even across kill -9 (see persistence)
         self._turn_ids = persistence.ReservedTurnIds()
@@ -278,7 +279,8 @@ class ChatLifecycleNode(LifecycleNode):
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
         self.get_logger().info('autostart: configure and activate')
-        if self.trigger_configure() == SUCCESS:
+        # (a Ctrl-C during the configure: the node is ending, it does not go active)
+        if self.trigger_configure() == SUCCESS and not self._ending:
             self.trigger_activate()
 
     # ---- inputs -----------------------------------------------------------------------
@@ -446,6 +448,7 @@ class ChatLifecycleNode(LifecycleNode):
 
     def release(self) -> None:
         """Stop the worker, free the model and end the node's pool (on exit, in any state)."""
+        self._ending = True
         self._quiet()
         self._release()
         self._pool.shutdown(wait=False, cancel_futures=True)

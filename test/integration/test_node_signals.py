@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 
-from node_harness import grep, start_node, stop_node
+from node_harness import grep, NodeProcess, start_node, stop_node
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -89,6 +89,22 @@ def test_sigint_during_configure_ends_the_process(tiny_model_dir, tmp_path):
         assert not grep(process, r'Traceback|terminate called'), process.log()[-3000:]
     finally:
         stop_node(process, client)
+
+
+def test_sigint_during_autostart_configure_ends_without_activating(tiny_model_dir, tmp_path):
+    # Ctrl-C while autostart configures: the process ends, and the node never goes active
+    process = NodeProcess(tmp_path / 'node.log', overrides={'model': tiny_model_dir('llama'),
+                                                            'autostart': True})
+    try:
+        deadline = time.monotonic() + 30.0
+        while not grep(process, 'configuring'):
+            assert time.monotonic() < deadline, process.log()[-3000:]
+            time.sleep(0.005)
+        process.process.send_signal(signal.SIGINT)
+        assert process.process.wait(30.0) == 0, process.log()[-3000:]
+        assert not grep(process, r'active: listening|\[ERROR\]|Traceback'), process.log()[-3000:]
+    finally:
+        process.stop()
 
 
 def _try_transition(client, label):
