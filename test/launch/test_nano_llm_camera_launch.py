@@ -39,15 +39,18 @@ try:
     import launch_testing.actions
     import launch_testing.asserts
 except ImportError as error:
-    missing = [name for name in ('launch_testing', 'launch_ros')
-               if importlib.util.find_spec(name) is None]
+    # (the repository's launch/ folder imports as an empty namespace package: not launch)
+    missing = [name for name in ('launch', 'launch_testing', 'launch_ros')
+               if getattr(importlib.util.find_spec(name), 'origin', None) is None]
     if not missing and (error.name or '').startswith('ros2_nano_llm'):
         # launch_test run from the repository root: the source tree shadows the install
         pytest.skip(f'ros2_nano_llm is imported from the source tree ({error}), which has no '
                     'generated interfaces: run launch_test from another folder, with the '
                     "file's absolute path, after `source scripts/env.sh`",
                     allow_module_level=True)
-    pytest.skip(f"{' and '.join(missing) or 'a launch package'} not installed ({error}): "
+    what = f"{', '.join(missing)} not installed" if missing else \
+        f'a launch package not installed ({error})'
+    pytest.skip(f'{what}: '
                 'this suite runs with `launch_test test/launch/test_nano_llm_camera_launch.py` '
                 'on a full ROS 2 install', allow_module_level=True)
 
