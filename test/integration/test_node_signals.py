@@ -80,12 +80,7 @@ def test_sigint_during_configure_ends_the_process(tiny_model_dir, tmp_path):
     try:
         asked = threading.Thread(target=_try_transition, args=(client, 'configure'), daemon=True)
         asked.start()
-        deadline = time.monotonic() + 30.0
-        while not grep(process, 'configuring'):
-            assert time.monotonic() < deadline, process.log()[-3000:]
-            time.sleep(0.005)
-        process.process.send_signal(signal.SIGINT)
-        assert process.process.wait(30.0) == 0, process.log()[-3000:]
+        _sigint_while_configuring(process)
         assert not grep(process, r'Traceback|terminate called'), process.log()[-3000:]
     finally:
         stop_node(process, client)
@@ -96,15 +91,20 @@ def test_sigint_during_autostart_configure_ends_without_activating(tiny_model_di
     process = NodeProcess(tmp_path / 'node.log', overrides={'model': tiny_model_dir('llama'),
                                                             'autostart': True})
     try:
-        deadline = time.monotonic() + 30.0
-        while not grep(process, 'configuring'):
-            assert time.monotonic() < deadline, process.log()[-3000:]
-            time.sleep(0.005)
-        process.process.send_signal(signal.SIGINT)
-        assert process.process.wait(30.0) == 0, process.log()[-3000:]
+        _sigint_while_configuring(process)
         assert not grep(process, r'active: listening|\[ERROR\]|Traceback'), process.log()[-3000:]
     finally:
         process.stop()
+
+
+def _sigint_while_configuring(process):
+    # SIGINT once the node logs 'configuring'; the process must end with exit code 0
+    deadline = time.monotonic() + 30.0
+    while not grep(process, 'configuring'):
+        assert time.monotonic() < deadline, process.log()[-3000:]
+        time.sleep(0.005)
+    process.process.send_signal(signal.SIGINT)
+    assert process.process.wait(30.0) == 0, process.log()[-3000:]
 
 
 def _try_transition(client, label):
