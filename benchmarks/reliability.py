@@ -42,6 +42,10 @@ target:
   ``~/get_history`` calls. The client's queues are deep (500), as docs/architecture.md asks
   of a client that sends bursts. Target: every goal answered (accepted or rejected), every
   cancel answered, every accepted goal's result received.
+* ``cycles``: configure and cleanup 60 times, on hf (the tiny random Llama)
+  and on llama.cpp (the embedded SmolLM2), RSS after each cycle. Target: the last quarter
+  adds < 0.1 MiB per cycle (the highest maxima of the third and the last quarter compared:
+  the allocators' high-water marks are reached by then, a leak keeps rising).
 
 Usage: ``python3 benchmarks/reliability.py [--quick] [--cases kill9,symlinks,...]
 [--kills 30] [--keep] [--out benchmarks/results/reliability.json]`` (after
@@ -694,8 +698,48 @@ def case_bursts(args, tmp: pathlib.Path) -> dict:
     return {'rows': rows, 'runs': runs, 'get_history_unanswered': history_missing}
 
 
+# ---- 6. memory over cleanup/configure cycles -----------------------------------------------
+
+
+def _cycles(folder: pathlib.Path, overrides: dict, count: int) -> list:
+    """Configure and clean up a node ``count`` times; return its RSS (MiB) after each cycle."""
+    folder.mkdir()
+    process, client = start_node(folder, overrides, activate=False)
+    sizes = []
+    try:
+        for _ in range(count):
+            for label in ('configure', 'cleanup'):
+                if not client.transition(label):
+                    raise RuntimeError(f'{label} failed: {process.log()[-2000:]}')
+            time.sleep(0.2)
+            sizes.append(round(rss_mb(process.process.pid), 1))
+    finally:
+        stop_node(process, client)
+    return sizes
+
+
+def case_cycles(args, tmp: pathlib.Path) -> dict:
+    """RSS of the node over cleanup/configure cycles: its rise, and its rise per late cycle."""
+    count = 60  # hf reaches its high-water mark by about cycle 20
+    rows, runs = [], {}
+    for label, overrides in (('hf, tiny Llama', {'model': args.tiny_model(), 'api': 'hf'}),
+                             ('llama_cpp, SmolLM2', SMOLLM2_LLAMA_CPP)):
+        sizes = _cycles(tmp / f"cycles-{overrides['api']}", overrides, count)
+        half = count // 2
+        late = (max(sizes[half + half // 2:]) - max(sizes[half:half + half // 2])) / (half // 2)
+        runs[label] = {'rss_mb_after_each_cycle': sizes, 'first_mb': sizes[0],
+                       'highest_mb': max(sizes), 'late_mib_per_cycle': round(late, 3)}
+        print(f'  {label}: RSS {sizes[0]} -> {max(sizes)} MiB over {count} cycles; '
+              f'last quarter {late:+.3f} MiB per cycle', flush=True)
+        rows += [check(f'{label}: MiB per cycle, last quarter', round(late, 3), '< 0.1',
+                       late < 0.1),
+                 check(f'{label}: highest RSS / after cycle 1', round(max(sizes) / sizes[0], 3),
+                       '< 1.2', max(sizes) / sizes[0] < 1.2, issue_target=False)]
+    return {'rows': rows, 'runs': runs, 'cycles': count}
+
+
 CASES = {'kill9': case_kill9, 'symlinks': case_symlinks, 'yaml_bombs': case_yaml_bombs,
-         'stop_prefill': case_stop_prefill, 'bursts': case_bursts}
+         'stop_prefill': case_stop_prefill, 'bursts': case_bursts, 'cycles': case_cycles}
 
 
 def print_table(results: dict) -> None:
