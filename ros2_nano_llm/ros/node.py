@@ -32,6 +32,7 @@ queues are sized so that a burst gets every answer (``interfaces.request_qos``).
 """
 
 from concurrent.futures import ThreadPoolExecutor
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -55,7 +56,7 @@ from .generate_action import GenerateAction
 from .memory import release_freed_memory
 from .outputs import ReplyOutputs
 from .run import quiet_progress_bars, run
-from .worker import ChatWorker, INACTIVE, load_chat, LoadTimeout, Prompt
+from .worker import ChatWorker, INACTIVE, load_chat, LoadAbandoned, LoadTimeout, Prompt
 from ..functions.guard import CallEvent, CallPolicy
 from ..srv import CallFunction, GetHistory, ListFunctions
 
@@ -82,7 +83,7 @@ class ChatLifecycleNode(LifecycleNode):
         self._stats: Dict[str, float] = {}
         self._stats_turn = 0
         self._last_error = ''
-        self._ending = False  # release() has begun: the process is ending
+        self._ending = threading.Event()  # release() has begun: the process is ending
         # turn ids keep increasing for the life of the process (clients key replies on them)
         # and of a saved chat: never used twice, even across kill -9 (see persistence)
         self._turn_ids = persistence.ReservedTurnIds()
@@ -138,7 +139,11 @@ class ChatLifecycleNode(LifecycleNode):
             if config.history_file else None
         try:
             session = load_chat(config, self._pool, self._camera.frames, functions,
-                                self._turn_ids, chat_file)
+                                self._turn_ids, chat_file, abandon=self._ending)
+        except LoadAbandoned as reason:  # Ctrl-C or SIGTERM: not a failure to report
+            self._functions.unload()
+            log.info(f'configure abandoned: {reason}')
+            return FAILURE
         except LoadTimeout as error:
             return self._configure_failed(str(error))
         except Exception as error:  # noqa: BLE001 - every load error means FAILURE + reason
@@ -280,7 +285,7 @@ class ChatLifecycleNode(LifecycleNode):
         self.destroy_timer(self._autostart_timer)
         self.get_logger().info('autostart: configure and activate')
         # (a Ctrl-C during the configure: the node is ending, it does not go active)
-        if self.trigger_configure() == SUCCESS and not self._ending:
+        if self.trigger_configure() == SUCCESS and not self._ending.is_set():
             self.trigger_activate()
 
     # ---- inputs -----------------------------------------------------------------------
@@ -448,7 +453,7 @@ class ChatLifecycleNode(LifecycleNode):
 
     def release(self) -> None:
         """Stop the worker, free the model and end the node's pool (on exit, in any state)."""
-        self._ending = True
+        self._ending.set()  # a configure still loading gives the load up
         self._quiet()
         self._release()
         self._pool.shutdown(wait=False, cancel_futures=True)

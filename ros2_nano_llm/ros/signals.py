@@ -37,7 +37,8 @@ from types import FrameType
 from typing import Any, Callable, Dict, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-LINGER_S = 5.0  # after main() is done: how long a thread that is still running may hold the exit
+LINGER_S = 3.0  # after main() is done: how long a thread still running may hold the exit
+# (under ros2 launch, within its 5 s before SIGTERM and 10 s before SIGKILL)
 
 
 class ShutdownSignals:

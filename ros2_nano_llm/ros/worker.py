@@ -23,7 +23,7 @@ a reply goes to a sink (the node, which publishes) from the model's thread as it
 """
 
 from concurrent.futures import Executor, Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 import threading
 import time
@@ -208,21 +208,38 @@ class LoadTimeout(Exception):
     """The model did not load within ``load_timeout`` (it is freed when the load ends)."""
 
 
+class LoadAbandoned(Exception):
+    """The process began to end while the model loaded: configure gave the load up."""
+
+
+ABANDON_POLL_S = 0.05  # how often a configure waiting on the load looks at ``abandon``
+
+
 def load_chat(config: NodeConfig, pool: Executor, frames: LatestFrame, functions: Any,
-              turn_ids: TurnIds, chat_file: Any) -> ChatSession:
+              turn_ids: TurnIds, chat_file: Any,
+              abandon: Optional[threading.Event] = None) -> ChatSession:
     """
     Load the model and build the chat (restored from ``chat_file``) on ``pool``.
 
-    Waits at most ``config.load_timeout`` (raises LoadTimeout); a load's error is raised.
+    Waits at most ``config.load_timeout`` (raises LoadTimeout), or until ``abandon`` is set
+    (raises LoadAbandoned: a load, a GGUF conversion say, cannot be interrupted, and the
+    process's end must not wait for it); a load's error is raised.
     """
     future = pool.submit(open_session, lambda: ChatSession.load(
         config, frames, functions, turn_ids), chat_file)
-    try:
-        return future.result(timeout=config.load_timeout)
-    except FutureTimeout:
-        future.add_done_callback(_close_late_session)
-        raise LoadTimeout(f'the model did not load within load_timeout='
-                          f'{config.load_timeout:g} s') from None
+    deadline = time.monotonic() + config.load_timeout
+    while not future.done():
+        left = deadline - time.monotonic()
+        if abandon is not None and abandon.is_set():
+            future.add_done_callback(_close_late_session)
+            raise LoadAbandoned('the node is shutting down; the model load is left to end '
+                                'with the process')
+        if left <= 0.0:
+            future.add_done_callback(_close_late_session)
+            raise LoadTimeout(f'the model did not load within load_timeout='
+                              f'{config.load_timeout:g} s')
+        futures_wait([future], timeout=min(left, ABANDON_POLL_S))
+    return future.result()
 
 
 def _close_late_session(future: Future) -> None:

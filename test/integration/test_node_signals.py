@@ -27,6 +27,7 @@ import time
 
 from node_harness import grep, NodeProcess, start_node, stop_node
 import pytest
+from ros2_nano_llm.ros.signals import LINGER_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,6 +83,30 @@ def test_sigint_during_configure_ends_the_process(tiny_model_dir, tmp_path):
         asked.start()
         _sigint_while_configuring(process)
         assert not grep(process, r'Traceback|terminate called'), process.log()[-3000:]
+    finally:
+        stop_node(process, client)
+
+
+def test_sigint_during_a_long_load_exits_within_the_linger(tmp_path, monkeypatch):
+    # an empty conversion cache: loading the embedded GGUF on hf converts it first, a load of
+    # 20 s and more that nothing can interrupt. On Ctrl-C configure gives the load up at once
+    # (the process's end leaves its thread behind after LINGER_S); it used to wait for it or
+    # for the executor's and the spin thread's 10 s each, past ros2 launch's SIGTERM (5 s)
+    # and SIGKILL (10 s) escalation.
+    monkeypatch.setenv('ROS2_NANO_LLM_CACHE', str(tmp_path / 'empty-cache'))
+    process, client = start_node(tmp_path, {'model': 'default', 'api': 'hf'}, activate=False)
+    try:
+        asked = threading.Thread(target=_try_transition, args=(client, 'configure'), daemon=True)
+        asked.start()
+        deadline = time.monotonic() + 30.0
+        while not grep(process, 'configuring'):
+            assert time.monotonic() < deadline, process.log()[-3000:]
+            time.sleep(0.005)
+        time.sleep(1.0)  # inside the conversion
+        process.process.send_signal(signal.SIGINT)
+        assert process.process.wait(LINGER_S + 5.0) == 0, process.log()[-3000:]
+        assert grep(process, 'configure abandoned'), process.log()[-3000:]
+        assert not grep(process, r'\[ERROR\]|Traceback|terminate called'), process.log()[-3000:]
     finally:
         stop_node(process, client)
 
