@@ -239,12 +239,14 @@ def load_chat(config: NodeConfig, pool: Executor, frames: LatestFrame, functions
             raise LoadTimeout(f'the model did not load within load_timeout='
                               f'{config.load_timeout:g} s')
         futures_wait([future], timeout=min(left, ABANDON_POLL_S))
+    if future.cancelled():  # the pool shut down before the load began: the node is ending
+        raise LoadAbandoned('the node is shutting down; the model load did not begin')
     return future.result()
 
 
 def _close_late_session(future: Future) -> None:
     # a load that finished after configure gave up on it: free the model at once
-    if future.exception() is None:
+    if not future.cancelled() and future.exception() is None:
         future.result().close()
 
 
