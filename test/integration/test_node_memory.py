@@ -106,12 +106,13 @@ def test_cleanup_leaves_nothing_in_the_callback_groups(tiny_model_dir):
     spinner.start()
     try:
         counts = []
-        for _ in range(3):
+        for _ in range(4):
             assert node.trigger_configure() == SUCCESS
             assert node.trigger_cleanup() == SUCCESS
             counts.append(held())
-        # (a group of an earlier configure may still wait for the collector: fewer is fine)
-        assert max(counts[1:]) <= counts[0], f'entities held per cycle: {counts}'
+        # every group in this process is counted (other tests' nodes too), and the first cycle
+        # may add a few that stay: none is added after it (before the fix: +28 per cycle)
+        assert max(counts[2:]) <= counts[1], f'entities held per cycle: {counts}'
     finally:
         node.release()
         executor.shutdown(timeout_sec=5.0)
