@@ -45,8 +45,11 @@ CYCLES = 48  # hf: Python's allocator reaches its high-water mark within about 2
 def node(request, tmp_path, tiny_model_dir):
     # hf: a tiny random Llama (torch, transformers); llama_cpp: the embedded SmolLM2 GGUF
     model = tiny_model_dir('llama') if request.param == 'hf' else 'default'
+    # a name of its own: a client can match the get_state service of the /nano_llm the test
+    # before has just stopped, and wait on it for an answer that never comes
     process, client = start_node(tmp_path, {'model': model, 'api': request.param,
-                                            'max_new_tokens': 4}, activate=False)
+                                            'max_new_tokens': 4}, activate=False,
+                                 name=f'nano_llm_memory_{request.param}')
     try:
         yield process, client
     finally:
