@@ -79,8 +79,8 @@ sys.path.insert(0, str(ROOT / 'test' / 'integration'))
 sys.path.insert(0, str(ROOT / 'test'))
 
 from node_harness import (  # noqa: E402 - the harness path
-    find_executable, NodeClient, NodeProcess, PretendRobot, start_node, stop_node,
-    wait_for_state)
+    find_executable, NodeClient, NodeProcess, PretendRobot, rss_after_cycles, start_node,
+    stop_node, wait_for_state)
 from rclpy.action import ActionClient  # noqa: E402, I100
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from ros2_nano_llm.action import Generate  # noqa: E402
@@ -709,17 +709,10 @@ def _cycles(folder: pathlib.Path, overrides: dict, count: int) -> list:
     """Configure and clean up a node ``count`` times; return its RSS (MiB) after each cycle."""
     folder.mkdir()
     process, client = start_node(folder, overrides, activate=False)
-    sizes = []
     try:
-        for _ in range(count):
-            for label in ('configure', 'cleanup'):
-                if not client.transition(label):
-                    raise RuntimeError(f'{label} failed: {process.log()[-2000:]}')
-            time.sleep(0.2)
-            sizes.append(round(rss_mb(process.process.pid), 1))
+        return [round(size, 1) for size in rss_after_cycles(process, client, count)]
     finally:
         stop_node(process, client)
-    return sizes
 
 
 def case_cycles(args, tmp: pathlib.Path) -> dict:

@@ -510,6 +510,19 @@ def stop_node(process: Optional[NodeProcess], client: Optional[NodeClient]) -> N
             process.stop()
 
 
+def rss_after_cycles(process: NodeProcess, client: 'NodeClient', count: int) -> List[float]:
+    """Configure and clean up the node ``count`` times; return its RSS (MiB) after each cycle."""
+    sizes = []
+    for _ in range(count):
+        for label in ('configure', 'cleanup'):
+            assert client.transition(label), f'{label} failed: {process.log()[-3000:]}'
+        time.sleep(0.2)
+        with open(f'/proc/{process.process.pid}/status') as status:
+            sizes.append(next(int(line.split()[1]) / 1024 for line in status
+                              if line.startswith('VmRSS:')))
+    return sizes
+
+
 def grep(process: NodeProcess, pattern: str, start: int = 0) -> Sequence[str]:
     """Return the node's log lines at or after char ``start`` that match ``pattern``."""
     return [line for line in process.log()[start:].splitlines() if re.search(pattern, line)]

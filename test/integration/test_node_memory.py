@@ -19,23 +19,13 @@ leak of the sizes the issue found fails them, allocator noise does not).
 """
 
 import threading
-import time
 
-from node_harness import start_node, stop_node
+from node_harness import rss_after_cycles, start_node, stop_node
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MB = 2 ** 20
-
-
-def rss_mb(process):
-    """Return the node process's resident memory in MiB."""
-    with open(f'/proc/{process.process.pid}/status') as status:
-        for line in status:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024
-    raise AssertionError('no VmRSS')
 
 
 CYCLES = 48  # hf: Python's allocator reaches its high-water mark within about 20 cycles
@@ -64,12 +54,7 @@ def test_cleanup_and_configure_cycles_do_not_grow_memory(node):
     # pins a 1 MiB arena now and then); llama_cpp: +3 MiB over 40 cycles. An injected leak of
     # 0.1-0.2 MiB per cycle fails the second bound; a model (or a KV cache) per cycle both.
     process, client = node
-    sizes = []
-    for _ in range(CYCLES):
-        assert client.transition('configure'), process.log()[-3000:]
-        assert client.transition('cleanup'), process.log()[-3000:]
-        time.sleep(0.2)
-        sizes.append(rss_mb(process))
+    sizes = rss_after_cycles(process, client, CYCLES)
     shown = [round(s, 1) for s in sizes]
     assert max(sizes) - sizes[0] < 64, f'RSS after each cycle (MiB): {shown}'
     third, last = max(sizes[24:36]), max(sizes[36:])
